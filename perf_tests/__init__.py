@@ -1,0 +1,1 @@
+"""seq2seq-perf-gate: the gate tests, the harness plugin and its unit tests."""

@@ -1,0 +1,1 @@
+"""The gate itself: latency, memory and quality of every variant, judged against limits."""

@@ -1,0 +1,1 @@
+"""The harness behind the gate: config, specs, builders, cache, measurements, judge, reports."""

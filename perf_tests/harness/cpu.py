@@ -1,0 +1,66 @@
+"""What this CPU is and which int8 quantization presets it can run.
+
+optimum names four dynamic-quantization presets after the instruction sets they target. A preset
+is runnable when the CPU has every flag it needs; the best runnable one is the default.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+# Preset -> (machine architecture, CPU flags it needs), best first within an architecture.
+PRESETS: dict[str, tuple[str, frozenset[str]]] = {
+    "avx512_vnni": ("x86_64", frozenset({"avx512f", "avx512_vnni"})),
+    "avx512": ("x86_64", frozenset({"avx512f", "avx512bw"})),
+    "avx2": ("x86_64", frozenset({"avx2"})),
+    "arm64": ("aarch64", frozenset()),
+}
+MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    machine: str  # x86_64 or aarch64
+    flags: frozenset[str]
+    model_name: str = ""
+
+    def can_run(self, preset: str) -> tuple[bool, str]:
+        """(True, "") when this CPU runs the preset, else (False, the reason in one line)."""
+        machine, needed = PRESETS[preset]
+        if machine != self.machine:
+            return False, f"preset {preset} needs a {machine} CPU, this one is {self.machine}"
+        missing = sorted(needed - self.flags)
+        if missing:
+            return False, f"preset {preset} needs CPU flags {', '.join(missing)}, which this CPU lacks"
+        return True, ""
+
+    def best_preset(self) -> str:
+        for preset in PRESETS:
+            if self.can_run(preset)[0]:
+                return preset
+        raise ValueError(f"no int8 preset runs on a {self.machine} CPU with these flags")
+
+
+def _flags_from_cpuinfo(text: str) -> frozenset[str]:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _model_name(text: str) -> str:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "CPU part"):
+            return value.strip()
+    return ""
+
+
+def detect(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+    machine = platform.machine().lower()
+    machine = MACHINE_ALIASES.get(machine, machine)
+    text = cpuinfo_path.read_text() if cpuinfo_path.exists() else ""
+    return CpuInfo(machine, _flags_from_cpuinfo(text), _model_name(text))

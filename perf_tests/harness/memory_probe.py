@@ -1,0 +1,86 @@
+"""Peak memory of one variant, measured in a fresh process so nothing else shares its heap.
+
+    python -m perf_tests.harness.memory_probe '<json request>'   (prints one JSON line)
+
+The child imports everything a loader needs, records RSS (the baseline), loads the variant,
+records RSS again, then runs the first call and N more ``generate`` calls while a thread samples
+RSS every few milliseconds. The peak is the larger of the sampled maximum and the kernel's
+ru_maxrss (KB on Linux), so a spike between two samples is not missed. Freed memory that glibc or
+ORT's arena keeps is why we compare peaks and not "RSS after".
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+class PeakSampler(threading.Thread):
+    def __init__(self, interval: float = 0.002):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process, self.interval = psutil.Process(), interval
+        self.peak, self.samples = 0, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.samples += 1
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def measure(request: dict) -> dict:
+    import psutil
+    import torch  # noqa: F401  (imported before the baseline, as every loader needs it)
+    from optimum.onnxruntime import ORTModelForSeq2SeqLM  # noqa: F401
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: F401
+
+    from perf_tests.harness import variants, workloads
+    from perf_tests.harness.config import Shape
+    folder = Path(request["folder"])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    inputs = workloads.latency_inputs(tokenizer, request["prefix"], Shape.parse(request["shape"]))
+    settings = workloads.latency_settings(request["new_tokens"])
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    sampler = PeakSampler()
+    sampler.start()
+    kind = variants.REGISTRY[request["variant"]]
+    engine = variants.load(kind, folder, request["threads"])
+    after_load = process.memory_info().rss
+    for _ in range(1 + request["calls"]):
+        engine.generate(inputs, **settings)
+    sampled_peak = sampler.stop()
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+    peak = max(sampled_peak, max_rss)
+    return {
+        "variant": request["variant"],
+        "baseline_mb": round(baseline / MB, 1),
+        "load_mb": round((after_load - baseline) / MB, 1),
+        "peak_mb": round(peak / MB, 1),
+        "peak_above_baseline_mb": round((peak - baseline) / MB, 1),
+        "sampled_peak_mb": round(sampled_peak / MB, 1),
+        "ru_maxrss_mb": round(max_rss / MB, 1),
+        "samples": sampler.samples,
+        "load_seconds": round(engine.load_seconds, 3),
+        "disk_mb": round(engine.disk_bytes / 1e6, 1),
+        "calls": 1 + request["calls"],
+        "shape": request["shape"],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -1,0 +1,141 @@
+"""Model specs: turn the name a user gives into a checked, fully described model under test.
+
+A name is one of the embedded models (``t5-tiny-enfr``, trained and committed; ``t5-small-random``,
+built on demand into the artifact cache), a local folder holding a saved Hugging Face seq2seq
+model, or a hub id. The input prefix and generation settings come from the model's own config,
+never from a T5 default. Every way this can fail raises ``ModelError`` with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtures.models import scale
+from perf_tests.harness.cache import ArtifactCache, content_key, hash_files, library_versions
+
+TINY_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "t5-tiny-enfr"
+EMBEDDED = ("t5-tiny-enfr", "t5-small-random")
+WEIGHT_PATTERNS = ("config.json", "*.safetensors", "*.bin", "*.model", "tokenizer*.json",
+                   "vocab*", "merges.txt", "*.spm", "generation_config.json")
+
+
+class ModelError(Exception):
+    """The model under test cannot be used: one line naming it and saying what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "embedded", "folder" or "hub"
+    folder: Path | None  # None until an embedded model is built
+    fingerprint: str
+    model_type: str
+    prefix: str
+    source_lang: str
+    target_lang: str
+    quality_beams: int
+    quality_max_new_tokens: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.kind == "embedded"
+
+
+def _seq2seq_config(folder: Path, shown_name: str):
+    """Load and check a folder's config: it must be an encoder-decoder for AutoModelForSeq2SeqLM."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"model {shown_name}: {folder} has no config.json, so it is not a saved "
+                         "Hugging Face model; pass a folder written by save_pretrained()")
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ModelError(f"model {shown_name}: config.json in {folder} cannot be read "
+                         f"({first_line})") from None
+    if config.model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelError(f"model {shown_name}: {folder} holds a {config.model_type!r} model, "
+                         "which is not a seq2seq (encoder-decoder) model; pass one that "
+                         "AutoModelForSeq2SeqLM loads (T5, mT5, BART, Marian)")
+    return config
+
+
+def _generation_settings(config, folder: Path | None, source: str, target: str):
+    """Prefix and beam count from the model's task params or generation config."""
+    task = (getattr(config, "task_specific_params", None) or {}).get(
+        f"translation_{source}_to_{target}", {})
+    beams = task.get("num_beams")
+    if beams is None and folder is not None and (folder / "generation_config.json").is_file():
+        beams = json.loads((folder / "generation_config.json").read_text()).get("num_beams")
+    return task.get("prefix", ""), int(beams or 4)
+
+
+def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
+                      fingerprint: str | None = None) -> ModelSpec:
+    config = _seq2seq_config(folder, name)
+    prefix, beams = _generation_settings(config, folder, *pair)
+    return ModelSpec(name, kind, folder, fingerprint or hash_files(folder, WEIGHT_PATTERNS),
+                     config.model_type, prefix, pair[0], pair[1], beams,
+                     quality_max_new_tokens=64 if kind == "embedded" else 256)
+
+
+def _hub_folder(model_id: str) -> Path:
+    """The local snapshot of a hub model: from the cache, or downloaded where the network allows."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.spm", "vocab*"]
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=patterns, local_files_only=True))
+    except HFValidationError:
+        raise ModelError(f"model {model_id!r} is neither an embedded model ({', '.join(EMBEDDED)}),"
+                         " an existing folder, nor a valid hub id") from None
+    except Exception:  # not in the cache: try the network below
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelError(f"model {model_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+                         "set: download it once with network access, or pass a local folder or "
+                         f"an embedded model ({', '.join(EMBEDDED)})")
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=patterns, etag_timeout=10))
+    except Exception as error:
+        reason = type(error).__name__
+        raise ModelError(f"model {model_id} is not in the Hugging Face cache and cannot be "
+                         f"downloaded ({reason}: no network to the hub?): download it once with "
+                         "network access, or pass a local folder or an embedded model "
+                         f"({', '.join(EMBEDDED)})") from None
+
+
+def resolve(name: str, pair: tuple[str, str] = ("en", "fr")) -> ModelSpec:
+    """Check a model name and describe it; builds nothing."""
+    if name == "t5-tiny-enfr":
+        if not (TINY_DIR / "model.safetensors").is_file():
+            raise ModelError(f"embedded model t5-tiny-enfr is missing from {TINY_DIR}: "
+                             "rebuild it with python -m fixtures.models.train_tiny")
+        return _spec_from_folder(name, "embedded", TINY_DIR, pair)
+    if name == "t5-small-random":
+        fingerprint = content_key({**scale.SPEC, "tokenizer": hash_files(TINY_DIR, ("spiece*",)),
+                                   "torch": library_versions(("torch",))})
+        return ModelSpec(name, "embedded", None, fingerprint, "t5", scale.PREFIX, *pair,
+                         quality_beams=4, quality_max_new_tokens=64)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _spec_from_folder(name, "folder", path.resolve(), pair)
+    if name.startswith((".", "/", "~")) or os.sep in name and path.parent.is_dir():
+        raise ModelError(f"model {name}: no such folder; pass an existing folder, a hub id or an "
+                         f"embedded model ({', '.join(EMBEDDED)})")
+    folder = _hub_folder(name)
+    return _spec_from_folder(name, "hub", folder, pair, fingerprint=folder.name)
+
+
+def materialize(spec: ModelSpec, cache: ArtifactCache) -> Path:
+    """The folder holding the model's files, building the random scale model if needed."""
+    if spec.folder is not None:
+        return spec.folder
+    return cache.get_or_build("t5-small-random", {"fingerprint": spec.fingerprint},
+                              lambda out: {"parameters": scale.build(out)})

@@ -1,0 +1,159 @@
+"""The pytest plugin: the --perf-* options, the session's gate, parametrization and the summary.
+
+Options are read once into a frozen ``GateConfig`` at configure time; bad input (an unknown
+variant or preset, a broken limits file, a model that is not seq2seq, an unwritable cache) stops
+the session there with one line and exit code 4, before anything is built or written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pytest
+
+from perf_tests.harness import cpu, models
+from perf_tests.harness.cache import ArtifactCache
+from perf_tests.harness.config import ConfigError, GateConfig, build_config
+from perf_tests.harness.judge import Limits, Verdict
+from perf_tests.harness.models import ModelError, ModelSpec
+from perf_tests.harness.pool import VariantPool
+from perf_tests.harness.store import ResultStore
+
+# option name (after --perf-) -> (environment variable, help text stating the default)
+OPTIONS = {
+    "model": ("PERF_MODEL", "model under test: t5-small-random/t5-tiny-enfr (embedded, the "
+              "default), a local Hugging Face seq2seq folder, or a hub id such as t5-small"),
+    "variants": ("PERF_VARIANTS", "comma-separated variants (default: all of pytorch-fp32, "
+                 "onnx-fp32, onnx-o3, onnx-int8)"),
+    "preset": ("PERF_PRESET", "int8 preset: auto (default, the best this CPU runs), arm64, avx2,"
+               " avx512 or avx512_vnni; one the CPU cannot run is skipped with its reason"),
+    "arch": ("PERF_ARCH", "require this <machine>-<preset>, e.g. x86_64-avx2, and stop if the "
+             "CPU cannot run it (tox environments set it; default: not required)"),
+    "profile": ("PERF_PROFILE", "smoke (default: 2 shapes, 5 rounds) or full (3 shapes, 12 rounds)"),
+    "shapes": ("PERF_SHAPES", "comma-separated latency shapes b<batch>-s<tokens> (default: the "
+               "profile's)"),
+    "rounds": ("PERF_ROUNDS", "timed rounds per latency test (default: the profile's)"),
+    "threads": ("PERF_THREADS", "threads for every engine (default: os.cpu_count())"),
+    "new-tokens": ("PERF_NEW_TOKENS", "tokens generated per latency call (default: 32)"),
+    "cache-dir": ("PERF_CACHE_DIR", "artifact cache folder (default: .perf-cache in the repo)"),
+    "results-dir": ("PERF_RESULTS_DIR", "results folder (default: results/ in the repo)"),
+    "limits": ("PERF_LIMITS", "limits TOML file (default: perf_tests/limits.toml)"),
+    "test-set": ("PERF_TEST_SET", "sacrebleu test set for a real model (default: wmt14, i.e. "
+                 "newstest2014); embedded models use the embedded test split"),
+    "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
+              "onnx-int8:slowdown=0.25 (default: none)"),
+}
+
+
+@dataclass
+class Gate:
+    """Everything the gate's tests share for a session; heavy parts are made on first use."""
+
+    config: GateConfig
+    limits: Limits
+    specs: dict[str, ModelSpec]
+    verdicts: list[Verdict] = field(default_factory=list)
+    _pool: VariantPool | None = None
+    _store: ResultStore | None = None
+
+    @property
+    def pool(self) -> VariantPool:
+        if self._pool is None:
+            self._pool = VariantPool(self.config, ArtifactCache(self.config.cache_dir), self.specs)
+        return self._pool
+
+    @property
+    def store(self) -> ResultStore:
+        if self._store is None:
+            self._store = ResultStore(self.config, self.pool)
+        return self._store
+
+    @property
+    def used(self) -> bool:
+        return self._store is not None
+
+    def check(self, verdict: Verdict) -> None:
+        """Record a verdict for the report, then fail the test with its one line if it failed."""
+        self.verdicts.append(verdict)
+        if not verdict.passed:
+            pytest.fail(verdict.message, pytrace=False)
+
+
+GATE_KEY = pytest.StashKey[Gate]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perf-gate", "seq2seq perf gate")
+    for name, (env, text) in OPTIONS.items():
+        group.addoption(f"--perf-{name}", action="store", default=None,
+                        help=f"{text} [env {env}]")
+
+
+def _raw_options(config: pytest.Config) -> dict:
+    raw = {}
+    for name, (env, _) in OPTIONS.items():
+        value = config.getoption(f"--perf-{name}")
+        raw[name.replace("-", "_")] = value if value is not None else os.environ.get(env) or None
+    return raw
+
+
+def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
+    """Validate options, limits and models; raise ConfigError or ModelError with one line."""
+    config = build_config(raw, cpu_info)
+    limits = Limits.load(config.limits_file, config.preset)
+    specs = {"perf": models.resolve(config.perf_model)}
+    specs["quality"] = (specs["perf"] if config.quality_model == config.perf_model
+                        else models.resolve(config.quality_model))
+    return Gate(config, limits, specs)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gate: builds models and measures them (slow)")
+    config.addinivalue_line("markers", "unit: fast tests of the harness itself")
+    if hasattr(config, "workerinput"):
+        return
+    try:
+        gate = make_gate(_raw_options(config), cpu.detect())
+    except (ConfigError, ModelError) as error:
+        raise pytest.UsageError(f"perf-gate: {error}") from None
+    config.stash[GATE_KEY] = gate
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    gate = config.stash.get(GATE_KEY, None)
+    return gate.config.header_lines() if gate else []
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    gate = metafunc.config.stash.get(GATE_KEY, None)
+    if gate is None:
+        return
+    if "variant" in metafunc.fixturenames:
+        metafunc.parametrize("variant", gate.config.variants, ids=str)
+    if "shape" in metafunc.fixturenames:
+        metafunc.parametrize("shape", gate.config.shapes, ids=lambda s: s.id)
+    if "limit" in metafunc.fixturenames:
+        metric = metafunc.definition.get_closest_marker("judges").args[0]
+        chosen = [lim for lim in gate.limits.of_metric(metric)
+                  if lim.candidate in gate.config.variants]
+        metafunc.parametrize("limit", chosen, ids=lambda lim: lim.pair)
+
+
+@pytest.fixture(scope="session")
+def gate(pytestconfig: pytest.Config) -> Gate:
+    return pytestconfig.stash[GATE_KEY]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is None or not gate.used:
+        return
+    from perf_tests.harness import summary
+
+    written = summary.write(gate)
+    terminalreporter.section("perf-gate summary")
+    for line in summary.table_lines(written):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"summary: {gate.config.results_dir / 'latest' / 'summary.json'}")

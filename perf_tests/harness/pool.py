@@ -1,0 +1,78 @@
+"""The variant pool: one memoizing, session-wide home for every built and loaded variant.
+
+A parametrized session fixture holds one parameter's value at a time (pytest #13159), but a ratio
+needs the baseline and the candidate alive together, so tests ask this pool instead. Each variant
+is built (or found in the artifact cache) and loaded on first use, then kept for the session.
+Two roles share the pool: ``perf`` (latency and memory, the scale model by default) and
+``quality`` (BLEU, the trained model by default).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from perf_tests.harness import models, variants
+from perf_tests.harness.cache import ArtifactCache, library_versions
+from perf_tests.harness.config import GateConfig
+from perf_tests.harness.models import ModelSpec
+from perf_tests.harness.progress import outline
+
+BUILDER_VERSION = 1  # bump when a builder changes what it writes
+
+
+class VariantPool:
+    def __init__(self, config: GateConfig, cache: ArtifactCache, specs: dict[str, ModelSpec]):
+        self.config, self.cache, self.specs = config, cache, specs
+        self._engines: dict[tuple[str, str], variants.Engine] = {}
+        self._tokenizers: dict[str, object] = {}
+        self._folders: dict[tuple[str, str], Path] = {}
+
+    def skip_reason(self, variant: str) -> str:
+        """Why a variant cannot run on this CPU, or "" when it can."""
+        if variants.REGISTRY[variant].uses_preset and self.config.preset_skip_reason:
+            return self.config.preset_skip_reason
+        return ""
+
+    def model_folder(self, role: str) -> Path:
+        return models.materialize(self.specs[role], self.cache)
+
+    def artifact(self, variant: str, role: str) -> Path:
+        """The folder a variant loads from, built into the cache on first use."""
+        key = (variant, role)
+        if key not in self._folders:
+            self._folders[key] = self._build(variant, role)
+        return self._folders[key]
+
+    def _build(self, variant: str, role: str) -> Path:
+        kind = variants.REGISTRY[variant]
+        if kind.build is None:
+            return self.model_folder(role)
+        source = self.model_folder(role) if kind.source == "model" else self.artifact(
+            "onnx-fp32", role)
+        spec = self.specs[role]
+        preset = self.config.preset if kind.uses_preset else None
+        parts = {"model": spec.fingerprint, "variant": variant, "preset": preset,
+                 "versions": library_versions(), "builder": BUILDER_VERSION}
+        name = f"{variant}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}"
+        return self.cache.get_or_build(name, parts,
+                                       lambda out: kind.build(source, out, preset or ""))
+
+    def engine(self, variant: str, role: str) -> variants.Engine:
+        key = (variant, role)
+        if key not in self._engines:
+            folder = self.artifact(variant, role)
+            plant = self.config.plant
+            slowdown = plant.delay_fraction if plant and plant.variant == variant else 0.0
+            with outline(f"loading {variant} ({self.specs[role].name}, "
+                         f"{self.config.threads} threads)"):
+                self._engines[key] = variants.load(variants.REGISTRY[variant], folder,
+                                                   self.config.threads, slowdown)
+        return self._engines[key]
+
+    def tokenizer(self, role: str):
+        if role not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[role] = AutoTokenizer.from_pretrained(self.model_folder(role))
+        return self._tokenizers[role]

@@ -1,0 +1,165 @@
+"""The result store: every figure of the session, measured once, on first request.
+
+Judging tests ask the store and never another test, so ``-k`` selections work: a memory or
+quality figure that no test has measured yet is measured on the miss. Latency is measured inside
+its own test (pytest-benchmark must time it), with the baseline's rounds interleaved, and
+recorded here for the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perf_tests.harness import workloads
+from perf_tests.harness.config import ROOT, GateConfig
+from perf_tests.harness.pool import VariantPool
+from perf_tests.harness.progress import outline
+
+
+class MeasurementError(Exception):
+    """A measurement could not be taken (a child process failed, for example)."""
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Linear-interpolated percentile; statistics.quantiles needs two points and n buckets."""
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * fraction
+    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass
+class LatencyResult:
+    variant: str
+    shape: str
+    samples_s: list[float]
+    first_call_s: float
+    load_s: float
+    paired_baseline_s: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_s) * 1000
+
+    def percentile_ms(self, fraction: float) -> float:
+        return percentile(self.samples_s, fraction) * 1000
+
+    @property
+    def ratio(self) -> float | None:
+        """Median over the median of the baseline rounds interleaved with these rounds."""
+        if not self.paired_baseline_s:
+            return None
+        return statistics.median(self.samples_s) / statistics.median(self.paired_baseline_s)
+
+    def as_dict(self) -> dict:
+        out = {"median_ms": round(self.median_ms, 2), "p90_ms": round(self.percentile_ms(0.9), 2),
+               "p99_ms": round(self.percentile_ms(0.99), 2), "rounds": len(self.samples_s),
+               "first_call_ms": round(self.first_call_s * 1000, 1),
+               "load_s": round(self.load_s, 3)}
+        if self.paired_baseline_s:
+            out["paired_baseline_median_ms"] = round(
+                statistics.median(self.paired_baseline_s) * 1000, 2)
+            out["ratio_to_baseline"] = round(self.ratio, 4)
+        return out
+
+
+class ResultStore:
+    def __init__(self, config: GateConfig, pool: VariantPool):
+        self.config, self.pool = config, pool
+        self.latency: dict[tuple[str, str], LatencyResult] = {}
+        self._memory: dict[str, dict] = {}
+        self._quality: dict[str, dict] = {}
+        self.quality_set = None
+        self.verdicts: list = []
+
+    @property
+    def memory_shape(self) -> str:
+        """The largest configured shape: peak memory grows with batch and length."""
+        return max(self.config.shapes, key=lambda s: s.batch * s.source_tokens).id
+
+    def memory(self, variant: str) -> dict:
+        if variant not in self._memory:
+            self._memory[variant] = self._measure_memory(variant)
+        return self._memory[variant]
+
+    def _measure_memory(self, variant: str) -> dict:
+        folder = self.pool.artifact(variant, "perf")
+        request = {"variant": variant, "folder": str(folder), "threads": self.config.threads,
+                   "prefix": self.pool.specs["perf"].prefix, "shape": self.memory_shape,
+                   "new_tokens": self.config.new_tokens,
+                   "calls": self.config.profile.memory_calls}
+        with outline(f"measuring peak memory of {variant} in a fresh process"):
+            done = subprocess.run(
+                [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)],
+                capture_output=True, text=True, cwd=ROOT, timeout=900)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MeasurementError(f"memory probe for {variant} exited {done.returncode}: {last}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def quality(self, variant: str) -> dict:
+        if variant not in self._quality:
+            self._quality[variant] = self._measure_quality(variant)
+        return self._quality[variant]
+
+    def _quality_set(self):
+        if self.quality_set is None:
+            self.quality_set = workloads.quality_set_for(
+                self.pool.specs["quality"], self.config.test_set,
+                self.config.profile.quality_sentences)
+            if self.quality_set.note:
+                print(f"perf-gate: {self.quality_set.note}", file=sys.stderr)
+        return self.quality_set
+
+    def _measure_quality(self, variant: str) -> dict:
+        import sacrebleu
+
+        test_set = self._quality_set()
+        engine = self.pool.engine(variant, "quality")
+        spec = self.pool.specs["quality"]
+        with outline(f"translating {len(test_set.sources)} sentences with {variant} "
+                     f"(beam {spec.quality_beams})") as step:
+            hypotheses = workloads.translate(engine, self.pool.tokenizer("quality"), spec,
+                                             test_set.sources)
+        references = [list(test_set.references)]
+        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+        self._save_hypotheses(variant, hypotheses)
+        return {"bleu": round(bleu.corpus_score(hypotheses, references).score, 2),
+                "chrf": round(chrf.corpus_score(hypotheses, references).score, 2),
+                "bleu_signature": str(bleu.get_signature()),
+                "chrf_signature": str(chrf.get_signature()),
+                "sentences": len(hypotheses), "test_set": test_set.name,
+                "translate_seconds": round(step.seconds, 1), "hypotheses": hypotheses}
+
+    def _save_hypotheses(self, variant: str, hypotheses: list[str]) -> None:
+        folder = self.config.results_dir / "latest" / "hypotheses"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{variant}.txt"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+        tmp.replace(path)
+
+    def exact_match(self, candidate: str, baseline: str) -> tuple[int, int]:
+        """How many sentences the candidate translates exactly as the baseline does."""
+        ours, theirs = self.quality(candidate)["hypotheses"], self.quality(baseline)["hypotheses"]
+        return sum(a == b for a, b in zip(ours, theirs)), len(theirs)
+
+    def measured_memory(self) -> dict[str, dict]:
+        return dict(self._memory)
+
+    def measured_quality(self) -> dict[str, dict]:
+        return {v: {k: x for k, x in q.items() if k != "hypotheses"}
+                for v, q in self._quality.items()}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write a JSON file atomically: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,98 @@
+"""The machine-readable summary (results/latest/summary.json) and the closing terminal table.
+
+Keys are documented in results/README.md; changing one is a schema change (bump SCHEMA).
+"""
+
+from __future__ import annotations
+
+import time
+
+from perf_tests.harness.cache import library_versions
+from perf_tests.harness.progress import STEPS
+from perf_tests.harness.store import write_json
+
+SCHEMA = 1
+EXTRA_LIBRARIES = ("sacrebleu", "pytest-benchmark", "numpy", "tokenizers", "sentencepiece")
+
+
+def _variant_entry(gate, variant: str) -> dict:
+    store, config = gate.store, gate.config
+    entry: dict = {"latency": {}}
+    for (name, shape), result in store.latency.items():
+        if name == variant:
+            entry["latency"][shape] = result.as_dict()
+    memory = store.measured_memory().get(variant)
+    if memory:
+        entry["memory"] = {k: memory[k] for k in ("baseline_mb", "load_mb", "peak_mb",
+                                                  "peak_above_baseline_mb", "load_seconds",
+                                                  "shape", "calls")}
+        entry["disk_mb"] = memory["disk_mb"]
+    quality = store.measured_quality().get(variant)
+    if quality:
+        entry["quality"] = dict(quality)
+        if config.baseline in store.measured_quality():
+            matched, total = store.exact_match(variant, config.baseline)
+            entry["quality"]["exact_match_rate"] = round(matched / total, 4)
+    return entry
+
+
+def build(gate) -> dict:
+    config, store = gate.config, gate.store
+    cache = gate.pool.cache
+    return {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"arch": config.arch, "preset": config.preset, "cpu": config.cpu.model_name,
+                    "threads": config.threads},
+        "profile": config.profile.name, "new_tokens": config.new_tokens,
+        "rounds": config.rounds, "baseline": config.baseline,
+        "models": {role: {"name": spec.name, "kind": spec.kind, "fingerprint": spec.fingerprint,
+                          "prefix": spec.prefix}
+                   for role, spec in gate.specs.items()},
+        "quality_set": store.quality_set.name if store.quality_set else None,
+        "memory_shape": store.memory_shape,
+        "libraries": {**library_versions(), **library_versions(EXTRA_LIBRARIES)},
+        "variants": {v: _variant_entry(gate, v) for v in config.variants},
+        "verdicts": [{"passed": v.passed, "message": v.message} for v in gate.verdicts],
+        "artifacts": {"built": cache.built, "reused": cache.reused},
+        "steps": [{"label": s.label, "depth": s.depth, "seconds": round(s.seconds, 2),
+                   "failed": s.failed} for s in STEPS],
+    }
+
+
+def write(gate) -> dict:
+    data = build(gate)
+    write_json(gate.config.results_dir / "latest" / "summary.json", data)
+    return data
+
+
+def _cell(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+
+def table_lines(data: dict) -> list[str]:
+    """One table per shape: latency, ratio, memory, disk and quality of every variant."""
+    shapes = sorted({s for v in data["variants"].values() for s in v["latency"]}) or ["-"]
+    header = (f"{'variant':<14} {'median ms':>10} {'p90 ms':>9} {'ratio':>7} {'peak MB':>8} "
+              f"{'disk MB':>8} {'BLEU':>6} {'chrF':>6} {'exact':>6}")
+    lines = [f"{data['machine']['arch']}/{data['machine']['preset']}, "
+             f"{data['machine']['threads']} threads, profile {data['profile']}, "
+             f"perf model {data['models']['perf']['name']}, "
+             f"quality model {data['models']['quality']['name']}"]
+    for shape in shapes:
+        lines += ["", f"shape {shape} (peak memory at {data['memory_shape']})", header]
+        for name, entry in data["variants"].items():
+            latency = entry["latency"].get(shape, {})
+            quality = entry.get("quality", {})
+            ratio = latency.get("ratio_to_baseline", 1.0 if name == data["baseline"] else None)
+            lines.append(
+                f"{name:<14} {_cell(latency.get('median_ms'), '10.1f')} "
+                f"{_cell(latency.get('p90_ms'), '9.1f')} {_cell(ratio, '7.3f')} "
+                f"{_cell(entry.get('memory', {}).get('peak_above_baseline_mb'), '8.1f')} "
+                f"{_cell(entry.get('disk_mb'), '8.1f')} {_cell(quality.get('bleu'), '6.2f')} "
+                f"{_cell(quality.get('chrf'), '6.2f')} "
+                f"{_cell(quality.get('exact_match_rate'), '6.3f')}")
+    failed = [v["message"] for v in data["verdicts"] if not v["passed"]]
+    lines += ["", f"verdicts: {len(data['verdicts']) - len(failed)} passed, {len(failed)} failed"]
+    lines += [f"  FAILED {message}" for message in failed]
+    return lines

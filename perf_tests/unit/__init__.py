@@ -1,0 +1,1 @@
+"""Fast tests of the harness: no model is built."""
