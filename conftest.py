@@ -1,3 +1,3 @@
-"""Root conftest: only lists the in-repo plugin (pytest allows pytest_plugins only here)."""
+"""Root conftest: only lists the plugins (pytest allows pytest_plugins only here)."""
 
-pytest_plugins = ["perf_tests.harness.plugin"]
+pytest_plugins = ["perf_tests.harness.plugin", "pytester"]

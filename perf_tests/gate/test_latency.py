@@ -21,7 +21,8 @@ def test_latency(benchmark, gate, variant, shape):
     benchmark.extra_info.update(
         variant=variant, shape=shape.id, arch=config.arch, preset=config.preset,
         threads=config.threads, new_tokens=config.new_tokens, model=gate.specs["perf"].name,
-        artifact=gate.pool.artifact(variant, "perf").name, **result.as_dict())
+        artifact=gate.pool.artifact(variant, "perf").name,
+        paired_baseline_s=result.paired_baseline_s, **result.as_dict())
     limit = gate.limits.find("latency", variant, config.baseline)
     if limit is None:
         return

@@ -105,6 +105,9 @@ class GateConfig:
     limits_file: Path
     test_set: str
     plant: Plant | None = None
+    baseline_run: str = "latest"  # the history run the regression check compares with
+    regression_factor: float = 1.10
+    regression_alpha: float = 0.01
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -164,6 +167,8 @@ def _writable_dir(path: Path, what: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} is a file, not a folder: pass a writable folder")
     existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path} is not writable (checked {existing}): "
                           "pass a writable folder")
@@ -189,6 +194,18 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
         raise ConfigError(f"limits file {limits_file} does not exist: pass --perf-limits FILE")
     model = options.get("model")
     plant = Plant.parse(options["plant"]) if options.get("plant") else None
+    baseline_run = options.get("baseline") or "latest"
+    if not (baseline_run == "latest" or baseline_run.isdigit() or Path(baseline_run).is_file()):
+        raise ConfigError(f"--perf-baseline {baseline_run!r}: expected latest, a run number or "
+                          "an existing history file")
+    try:
+        factor = float(options.get("regression_factor") or 1.10)
+        alpha = float(options.get("regression_alpha") or 0.01)
+    except ValueError:
+        raise ConfigError("--perf-regression-factor and --perf-regression-alpha take numbers") from None
+    if factor <= 1.0 or not 0.0 < alpha < 1.0:
+        raise ConfigError("--perf-regression-factor must be above 1 and --perf-regression-alpha "
+                          "between 0 and 1")
     return GateConfig(
         perf_model=model or DEFAULT_PERF_MODEL,
         quality_model=model or DEFAULT_QUALITY_MODEL,
@@ -201,5 +218,6 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                                   "results folder"),
         limits_file=limits_file.resolve(),
         test_set=options.get("test_set") or "wmt14",
-        plant=plant,
+        plant=plant, baseline_run=baseline_run, regression_factor=factor,
+        regression_alpha=alpha,
     )

@@ -8,11 +8,12 @@ the session there with one line and exit code 4, before anything is built or wri
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
 
-from perf_tests.harness import cpu, models
+from perf_tests.harness import cpu, history, models, summary
 from perf_tests.harness.cache import ArtifactCache
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
 from perf_tests.harness.judge import Limits, Verdict
@@ -41,6 +42,12 @@ OPTIONS = {
     "limits": ("PERF_LIMITS", "limits TOML file (default: perf_tests/limits.toml)"),
     "test-set": ("PERF_TEST_SET", "sacrebleu test set for a real model (default: wmt14, i.e. "
                  "newstest2014); embedded models use the embedded test split"),
+    "baseline": ("PERF_BASELINE", "history run the regression check compares with: latest "
+                 "(default), a run number, or a pinned history file"),
+    "regression-factor": ("PERF_REGRESSION_FACTOR", "a latency change must exceed this median "
+                          "factor to count (default: 1.10)"),
+    "regression-alpha": ("PERF_REGRESSION_ALPHA", "and be significant at this Mann-Whitney U "
+                         "level (default: 0.01)"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
               "onnx-int8:slowdown=0.25 (default: none)"),
 }
@@ -54,6 +61,7 @@ class Gate:
     limits: Limits
     specs: dict[str, ModelSpec]
     verdicts: list[Verdict] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -108,7 +116,7 @@ def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
     return Gate(config, limits, specs)
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark opens its storage
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gate: builds models and measures them (slow)")
     config.addinivalue_line("markers", "unit: fast tests of the harness itself")
@@ -119,6 +127,28 @@ def pytest_configure(config: pytest.Config) -> None:
     except (ConfigError, ModelError) as error:
         raise pytest.UsageError(f"perf-gate: {error}") from None
     config.stash[GATE_KEY] = gate
+    if getattr(config.option, "benchmark_storage", None) == history.DEFAULT_STORAGE:
+        folder = history.storage_folder(gate.config.results_dir, gate.config.arch)
+        config.option.benchmark_storage = f"file://{folder}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Autosave every run that times something, raw samples included: that is the history."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.disabled:
+        return
+    if any("benchmark" in getattr(item, "fixturenames", ()) for item in items):
+        from pytest_benchmark.utils import get_tag
+
+        session.autosave = session.autosave or get_tag()
+        session.save_data = True
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
+    """Every figure of the run (memory, BLEU, ratios, verdicts) rides along in its history file."""
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None and gate.used:
+        output_json["perf_gate"] = {"run_id": gate.run_id, **summary.build(gate)}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -147,13 +177,17 @@ def gate(pytestconfig: pytest.Config) -> Gate:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    """Summary table, regression check against the history, and the report files."""
     gate = config.stash.get(GATE_KEY, None)
     if gate is None or not gate.used:
         return
-    from perf_tests.harness import summary
+    from perf_tests.harness import reporting
 
-    written = summary.write(gate)
+    outcome = reporting.finish_run(gate)
     terminalreporter.section("perf-gate summary")
-    for line in summary.table_lines(written):
+    for line in outcome.lines:
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"summary: {gate.config.results_dir / 'latest' / 'summary.json'}")
+    if outcome.regressed:
+        terminalreporter.write_line("perf-gate: FAILED, regression against the baseline: "
+                                    + "; ".join(c.message for c in outcome.regressed), red=True)
+        terminalreporter._session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,86 @@
+"""Run history: pytest-benchmark's storage, one folder per CPU arch, read defensively.
+
+pytest-benchmark keys its storage by OS / Python / "64bit" only, so x86_64 and aarch64 runs would
+mix; the suite points ``--benchmark-storage`` at ``results/history/<arch>`` unless the user gave
+one. Every gate run is autosaved with its raw samples; the run's summary (memory, BLEU, ratios,
+verdicts) rides along under the ``perf_gate`` key, so each file holds every figure of its run.
+An unreadable file is skipped with a warning naming it, never fatal and never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STORAGE = "file://./.benchmarks"
+
+
+class HistoryWarning(UserWarning):
+    """A history file was skipped; the run goes on."""
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    number: int
+    data: dict
+
+    @property
+    def gate(self) -> dict:
+        return self.data.get("perf_gate", {})
+
+    @property
+    def run_id(self) -> str:
+        return self.gate.get("run_id", "")
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number:04d} {self.data.get('datetime', '')[:16]}"
+
+    def latency(self) -> dict[tuple[str, str], dict]:
+        """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}}."""
+        found = {}
+        for bench in self.data.get("benchmarks", []):
+            info = bench.get("extra_info", {})
+            if "variant" in info and "shape" in info:
+                stats = bench.get("stats", {})
+                found[(info["variant"], info["shape"])] = {
+                    "data": stats.get("data") or [], "median": stats.get("median"),
+                    "extra_info": info}
+        return found
+
+
+def storage_folder(results_dir: Path, arch: str) -> Path:
+    return Path(results_dir) / "history" / arch
+
+
+def load_runs(folder: Path) -> list[Run]:
+    """Every readable run under the storage folder, oldest first."""
+    runs = []
+    for path in sorted(Path(folder).glob("*/[0-9][0-9][0-9][0-9]_*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data.get("benchmarks"), list):
+                raise ValueError("no list of benchmarks")
+            runs.append(Run(path, int(path.name[:4]), data))
+        except (OSError, ValueError) as error:
+            warnings.warn(f"skipping unreadable history file {path}: {error}", HistoryWarning,
+                          stacklevel=2)
+    return sorted(runs, key=lambda run: (run.data.get("datetime", ""), run.number))
+
+
+def select_baseline(runs: list[Run], choice: str, current_run_id: str) -> Run | None:
+    """The run to compare with: "latest" (before this one), a run number, or a file path."""
+    earlier = [run for run in runs if run.run_id != current_run_id]
+    if choice == "latest":
+        return earlier[-1] if earlier else None
+    if choice.isdigit():
+        return next((run for run in earlier if run.number == int(choice)), None)
+    path = Path(choice)
+    match = next((run for run in earlier if run.path.resolve() == path.resolve()), None)
+    if match or not path.is_file():
+        return match
+    data = json.loads(path.read_text(encoding="utf-8"))  # a pinned file outside the storage
+    return Run(path, 0, data)

@@ -1,0 +1,120 @@
+"""PNG plots of a run and of the stored history, drawn with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+COLOURS = {"pytorch-fp32": "#4c72b0", "onnx-fp32": "#55a868", "onnx-o3": "#8172b2",
+           "onnx-int8": "#c44e52"}
+
+
+def _colour(variant: str) -> str:
+    return COLOURS.get(variant, "#937860")
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    tmp.replace(path)
+    return path
+
+
+def latency_bars(summary: dict, path: Path) -> Path:
+    variants = list(summary["variants"])
+    shapes = sorted({s for v in summary["variants"].values() for s in v["latency"]})
+    figure, axes = plt.subplots(1, max(1, len(shapes)), figsize=(5 * max(1, len(shapes)), 4))
+    axes = axes if len(shapes) > 1 else [axes]
+    for axis, shape in zip(axes, shapes):
+        values = [summary["variants"][v]["latency"].get(shape, {}) for v in variants]
+        medians = [entry.get("median_ms", 0) for entry in values]
+        bars = axis.bar(variants, medians, color=[_colour(v) for v in variants])
+        for bar, entry, variant in zip(bars, values, variants):
+            ratio = entry.get("ratio_to_baseline", 1.0 if variant == summary["baseline"] else None)
+            if ratio is not None and entry:
+                axis.annotate(f"{ratio:.2f}x", (bar.get_x() + bar.get_width() / 2,
+                                                bar.get_height()), ha="center", va="bottom")
+        axis.set_title(f"median latency, {shape} ({summary['new_tokens']} new tokens)")
+        axis.set_ylabel("ms per generate() call")
+        axis.tick_params(axis="x", labelrotation=20)
+    return _save(figure, path)
+
+
+def memory_bars(summary: dict, path: Path) -> Path:
+    entries = {v: e for v, e in summary["variants"].items() if "memory" in e}
+    figure, (peak, disk) = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(entries)
+    colours = [_colour(v) for v in names]
+    peak.bar(names, [e["memory"]["peak_above_baseline_mb"] for e in entries.values()],
+             color=colours)
+    peak.set_title(f"peak RSS above post-import baseline ({summary['memory_shape']})")
+    peak.set_ylabel("MB")
+    disk.bar(names, [e["disk_mb"] for e in entries.values()], color=colours)
+    disk.set_title("size on disk of the files loaded")
+    disk.set_ylabel("MB")
+    for axis in (peak, disk):
+        axis.tick_params(axis="x", labelrotation=20)
+        for container in axis.containers:
+            axis.bar_label(container, fmt="%.0f")
+    return _save(figure, path)
+
+
+def quality_bars(summary: dict, path: Path) -> Path:
+    entries = {v: e["quality"] for v, e in summary["variants"].items() if "quality" in e}
+    figure, axis = plt.subplots(figsize=(7, 4))
+    names = list(entries)
+    width = 0.38
+    positions = range(len(names))
+    bleu = axis.bar([p - width / 2 for p in positions], [q["bleu"] for q in entries.values()],
+                    width, label="BLEU", color="#4c72b0")
+    chrf = axis.bar([p + width / 2 for p in positions], [q["chrf"] for q in entries.values()],
+                    width, label="chrF", color="#dd8452")
+    axis.bar_label(bleu, fmt="%.1f")
+    axis.bar_label(chrf, fmt="%.1f")
+    axis.set_xticks(list(positions), names, rotation=20)
+    axis.set_ylabel("score (sacreBLEU)")
+    axis.set_ylim(0, 110)
+    axis.set_title(f"translation quality on {summary['quality_set']}")
+    axis.legend(loc="lower right")
+    return _save(figure, path)
+
+
+def trends(runs: list, path: Path) -> Path:
+    """Median latency, ratio, peak memory and BLEU of every variant over the stored runs."""
+    labels = [run.label for run in runs]
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    series = {"latency": {}, "ratio": {}, "memory": {}, "bleu": {}}
+    for index, run in enumerate(runs):
+        for (variant, shape), entry in run.latency().items():
+            info = entry["extra_info"]
+            series["latency"].setdefault(f"{variant} {shape}", {})[index] = info.get("median_ms")
+            if "ratio_to_baseline" in info:
+                series["ratio"].setdefault(f"{variant} {shape}", {})[index] = info[
+                    "ratio_to_baseline"]
+        for variant, entry in run.gate.get("variants", {}).items():
+            if "memory" in entry:
+                series["memory"].setdefault(variant, {})[index] = entry["memory"][
+                    "peak_above_baseline_mb"]
+            if "bleu" in entry.get("quality", {}):
+                series["bleu"].setdefault(variant, {})[index] = entry["quality"]["bleu"]
+    titles = {"latency": ("median latency", "ms"), "ratio": ("latency ratio to pytorch-fp32", "x"),
+              "memory": ("peak memory above baseline", "MB"), "bleu": ("BLEU", "BLEU")}
+    for axis, (key, lines) in zip(axes.flat, series.items()):
+        for name, points in sorted(lines.items()):
+            xs = sorted(i for i, v in points.items() if v is not None)
+            axis.plot(xs, [points[i] for i in xs], marker="o", label=name,
+                      color=_colour(name.split(" ")[0]),
+                      linestyle="-" if "b1-" in name or " " not in name else "--")
+        axis.set_title(f"{titles[key][0]} over {len(runs)} runs")
+        axis.set_ylabel(titles[key][1])
+        axis.set_xticks(range(len(labels)), [label.split(" ")[0] for label in labels])
+        axis.set_xlabel("run")
+        if lines:
+            axis.legend(fontsize=7)
+    return _save(figure, path)

@@ -1,0 +1,66 @@
+"""The end of a gate run: write the summary, compare with the history, draw and write reports.
+
+Called once from the plugin's terminal summary, after pytest-benchmark has saved this run into
+the history, so the trend plots include it and the baseline is chosen among the runs before it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from perf_tests.harness import history, plots, regression, report, summary
+from perf_tests.harness.regression import Comparison
+
+
+@dataclass
+class Outcome:
+    lines: list[str] = field(default_factory=list)
+    regressed: list[Comparison] = field(default_factory=list)
+
+
+def current_latency(store) -> dict:
+    return {key: {"data": result.samples_s,
+                  "extra_info": {"paired_baseline_s": result.paired_baseline_s}}
+            for key, result in store.latency.items()}
+
+
+def compare_with_history(gate, data: dict, runs: list) -> tuple[list[Comparison], str | None]:
+    config = gate.config
+    baseline = history.select_baseline(runs, config.baseline_run, gate.run_id)
+    if baseline is None:
+        return [], None
+    label = f"{baseline.label} ({baseline.path.name})"
+    comparisons = regression.compare_latency(current_latency(gate.store), baseline.latency(),
+                                             config.regression_factor, config.regression_alpha,
+                                             baseline.label)
+    comparisons += regression.compare_summaries(data, baseline.gate, baseline.label)
+    return comparisons, label
+
+
+def finish_run(gate) -> Outcome:
+    config = gate.config
+    latest = config.results_dir / "latest"
+    data = summary.write(gate)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", history.HistoryWarning)
+        runs = history.load_runs(history.storage_folder(config.results_dir, config.arch))
+    outcome = Outcome([f"perf-gate: WARNING {w.message}" for w in caught])
+    comparisons, baseline_label = compare_with_history(gate, data, runs)
+    outcome.regressed = [c for c in comparisons if c.regressed]
+    pngs = [plots.latency_bars(data, latest / "latency.png")]
+    if any("memory" in v for v in data["variants"].values()):
+        pngs.append(plots.memory_bars(data, latest / "memory.png"))
+    if any("quality" in v for v in data["variants"].values()):
+        pngs.append(plots.quality_bars(data, latest / "quality.png"))
+    if runs:
+        pngs.append(plots.trends(runs, latest / "trends.png"))
+    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs)
+    action_files = report.write_action_benchmark(latest, data)
+    outcome.lines += summary.table_lines(data)
+    outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label)
+    outcome.lines += ["", f"files: {latest / 'summary.json'}, {latest / 'report.md'}, "
+                      + ", ".join(p.name for p in pngs + action_files),
+                      f"history: {len(runs)} runs in "
+                      f"{history.storage_folder(config.results_dir, config.arch)}"]
+    return outcome

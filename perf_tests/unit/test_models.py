@@ -1,0 +1,83 @@
+"""Model resolution: every kind of name, and every way it can fail, in one line."""
+
+import json
+
+import pytest
+
+from perf_tests.harness import models
+from perf_tests.harness.models import ModelError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    return tmp_path
+
+
+def tiny_seq2seq_folder(path, model_type):
+    """A randomly initialised BART or Marian model, small enough to save in a blink."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    config = AutoConfig.for_model(
+        model_type, vocab_size=700, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=0, eos_token_id=1,
+        bos_token_id=0, decoder_start_token_id=0, forced_eos_token_id=1)
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(models.TINY_DIR).save_pretrained(path)
+    return path
+
+
+def test_embedded_quality_model_reads_prefix_from_its_config():
+    spec = models.resolve("t5-tiny-enfr")
+    assert spec.kind == "embedded" and spec.model_type == "t5"
+    assert spec.prefix == "translate English to French: " and spec.quality_beams == 4
+    assert spec.folder == models.TINY_DIR
+
+
+def test_scale_model_resolves_without_building():
+    spec = models.resolve("t5-small-random")
+    assert spec.folder is None and spec.fingerprint == models.resolve("t5-small-random").fingerprint
+
+
+@pytest.mark.parametrize("model_type", ["bart", "marian"])
+def test_local_bart_or_marian_folder(tmp_path, model_type):
+    spec = models.resolve(str(tiny_seq2seq_folder(tmp_path / model_type, model_type)))
+    assert spec.kind == "folder" and spec.model_type == model_type
+    assert spec.prefix == ""  # no T5 prefix forced on other models
+
+
+def test_folder_that_is_not_seq2seq(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelError, match="holds a 'bert' model, which is not a seq2seq"):
+        models.resolve(str(tmp_path))
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelError, match="has no config.json"):
+        models.resolve(str(tmp_path))
+
+
+def test_missing_folder():
+    with pytest.raises(ModelError, match="no such folder"):
+        models.resolve("./no/such/model")
+
+
+def test_hub_id_offline_with_empty_cache(empty_hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as error:
+        models.resolve("t5-small")
+    message = str(error.value)
+    assert message.startswith("model t5-small is not in the Hugging Face cache") and "\n" not in message
+
+
+def test_hub_id_without_network(empty_hub_cache, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ModelError, match="cannot be downloaded .* no network to the hub"):
+        models.resolve("t5-small")

@@ -1,0 +1,92 @@
+"""The plugin seen from outside: bad input stops the session with one line and exit code 4."""
+
+import json
+
+import pytest
+
+from perf_tests.harness.config import ROOT
+
+pytestmark = pytest.mark.unit
+
+A_TEST = "def test_nothing(gate):\n    assert gate.config.threads >= 1\n"
+
+
+@pytest.fixture
+def run(pytester, tmp_path):
+    pytester.makepyfile(test_dummy=A_TEST)
+    cache, results = tmp_path / "cache", tmp_path / "results"
+
+    def run(*args, **env):
+        for name, value in env.items():
+            pytester._monkeypatch.setenv(name, value)
+        return pytester.runpytest_subprocess(
+            "-p", "perf_tests.harness.plugin", "-p", "no:cacheprovider",
+            f"--perf-cache-dir={cache}", f"--perf-results-dir={results}", *args)
+
+    pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    run.cache, run.results = cache, results
+    return run
+
+
+def assert_one_line_usage_error(result, run, expected):
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.strip()]
+    assert errors == [f"ERROR: perf-gate: {expected}"] or (
+        len(errors) == 1 and expected in errors[0]), result.errlines
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not run.cache.exists() and not run.results.exists(), "bad input touched a folder"
+
+
+def test_good_options_run(run):
+    result = run()
+    result.assert_outcomes(passed=1)
+    assert "perf-gate: arch" in result.stdout.str()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--perf-variants=onnx-int4"], "unknown variant 'onnx-int4'"),
+    (["--perf-preset=sse2"], "unknown preset 'sse2'"),
+    (["--perf-limits=/nope.toml"], "limits file /nope.toml does not exist"),
+    (["--perf-shapes=b8"], "shape 'b8' is not of the form"),
+])
+def test_bad_option_is_one_line_exit_4(run, args, expected):
+    assert_one_line_usage_error(run(*args), run, expected)
+
+
+def test_environment_variable_is_read(run):
+    assert_one_line_usage_error(run(PERF_VARIANTS="onnx-int4"), run, "unknown variant")
+
+
+def test_malformed_limits_file(run, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[default.latency.onnx-int8-vs-pytorch-fp32]\nmax = 'fast'\n")
+    assert_one_line_usage_error(run(f"--perf-limits={bad}"), run, "is not a positive number")
+
+
+def test_incomplete_limits_file(run, tmp_path):
+    bad = tmp_path / "empty.toml"
+    bad.write_text("[default]\n")
+    assert_one_line_usage_error(run(f"--perf-limits={bad}"), run, "defines no limit")
+
+
+def test_folder_that_is_not_seq2seq(run, tmp_path):
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert_one_line_usage_error(run(f"--perf-model={folder}"), run, "is not a seq2seq")
+
+
+def test_hub_model_offline(run, tmp_path):
+    result = run("--perf-model=t5-small", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    assert_one_line_usage_error(result, run, "model t5-small is not in the Hugging Face cache")
+
+
+def test_cache_folder_that_cannot_be_created(pytester, tmp_path):
+    pytester.makepyfile(test_dummy=A_TEST)
+    pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = pytester.runpytest_subprocess("-p", "perf_tests.harness.plugin",
+                                           f"--perf-cache-dir={blocker / 'cache'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cache folder" in result.stderr.str() and "is a file" in result.stderr.str()

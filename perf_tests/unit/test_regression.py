@@ -1,0 +1,98 @@
+"""History files and the regression check, on synthetic runs (no model is built)."""
+
+import json
+import random
+
+import pytest
+
+from perf_tests.harness import history, regression
+
+pytestmark = pytest.mark.unit
+
+
+def noisy(median, n, rng, spread=0.05):
+    return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+
+
+def test_clear_slowdown_is_a_regression_with_a_full_message():
+    rng = random.Random(1)
+    before, after = noisy(0.100, 5, rng), noisy(0.125, 5, rng)
+    result = regression.compare_samples("latency", "onnx-int8", "b1-s16", after, before,
+                                        1.10, 0.01, " ms", 1000, "#0003")
+    assert result.regressed and result.factor > 1.10 and result.p_value < 0.01
+    for part in ("onnx-int8", "[b1-s16]", "regressed", "factor 1.2", "p=0.0040", "#0003"):
+        assert part in result.message
+
+
+def test_small_slowdown_is_not_a_regression_even_if_significant():
+    rng = random.Random(2)
+    before, after = noisy(0.100, 12, rng, 0.01), noisy(0.105, 12, rng, 0.01)
+    result = regression.compare_samples("latency", "onnx-fp32", "b8-s64", after, before,
+                                        1.10, 0.01, " ms", 1000, "#1")
+    assert result.p_value < 0.01 and not result.regressed  # significant, but under the factor
+
+
+def test_large_but_noisy_change_is_not_a_regression():
+    before = [0.10, 0.30, 0.11, 0.29, 0.12]
+    after = [0.12, 0.31, 0.13, 0.28, 0.14]
+    result = regression.compare_samples("latency", "onnx-o3", "b1-s16", after, before,
+                                        1.10, 0.01, " ms", 1000, "#1")
+    assert result.factor > 1.10 and not result.regressed
+
+
+def test_a_a_runs_rarely_trip_the_check():
+    """Same distribution twice, 200 times: the false-alarm rate stays near zero."""
+    rng = random.Random(3)
+    alarms = sum(regression.compare_samples("latency", "v", "s", noisy(0.1, 5, rng, 0.15),
+                                            noisy(0.1, 5, rng, 0.15), 1.10, 0.01, "", 1,
+                                            "x").regressed for _ in range(200))
+    assert alarms <= 2
+
+
+def summary_with(bleu, peak, disk=100.0):
+    return {"variants": {"onnx-int8": {"memory": {"peak_above_baseline_mb": peak},
+                                       "disk_mb": disk,
+                                       "quality": {"bleu": bleu, "chrf": 90.0}}}}
+
+
+def test_quality_drop_and_memory_growth_are_regressions():
+    found = regression.compare_summaries(summary_with(95.0, 130.0), summary_with(96.0, 100.0),
+                                         "#2")
+    regressed = {c.kind for c in found if c.regressed}
+    assert regressed == {"BLEU", "peak memory"}
+    unchanged = regression.compare_summaries(summary_with(96.0, 103.0), summary_with(96.0, 100.0),
+                                             "#2")
+    assert not any(c.regressed for c in unchanged)
+
+
+def write_run(folder, number, run_id, datetime="2026-11-24T10:00:00"):
+    path = folder / "Linux-CPython-3.11-64bit" / f"{number:04d}_abc_{datetime}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bench = {"extra_info": {"variant": "onnx-int8", "shape": "b1-s16", "median_ms": 100.0},
+             "stats": {"data": [0.1, 0.1], "median": 0.1}}
+    path.write_text(json.dumps({"datetime": datetime, "benchmarks": [bench],
+                                "perf_gate": {"run_id": run_id}}))
+    return path
+
+
+def test_history_skips_a_corrupted_file_with_a_warning(tmp_path):
+    write_run(tmp_path, 1, "a", "2026-11-24T10:00:00")
+    broken = write_run(tmp_path, 2, "b", "2026-11-24T11:00:00")
+    broken.write_text('{"benchmarks": [')  # an interrupted writer
+    write_run(tmp_path, 3, "c", "2026-11-24T12:00:00")
+    with pytest.warns(history.HistoryWarning, match=f"skipping unreadable history file {broken}"):
+        runs = history.load_runs(tmp_path)
+    assert [run.number for run in runs] == [1, 3]
+    assert broken.read_text() == '{"benchmarks": ['  # never rewritten
+
+
+def test_baseline_selection(tmp_path):
+    write_run(tmp_path, 1, "a", "2026-11-24T10:00:00")
+    write_run(tmp_path, 2, "b", "2026-11-24T11:00:00")
+    runs = history.load_runs(tmp_path)
+    assert history.select_baseline(runs, "latest", "b").number == 1  # never the run itself
+    assert history.select_baseline(runs, "latest", "new").number == 2
+    assert history.select_baseline(runs, "1", "new").number == 1
+    assert history.select_baseline(runs, str(runs[0].path), "new").number == 1
+    assert history.select_baseline([], "latest", "new") is None
+    assert runs[0].latency()[("onnx-int8", "b1-s16")]["data"] == [0.1, 0.1]
