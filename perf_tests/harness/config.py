@@ -68,23 +68,31 @@ class Shape:
 
 @dataclass(frozen=True)
 class Plant:
-    """A regression planted on purpose (tests of the gate itself): off unless asked for."""
+    """A regression planted on purpose, so the suite can test itself: off unless asked for.
+
+    ``slowdown=F`` sleeps F times each generate call's own duration after it (a 25 % slower
+    variant for F = 0.25); ``noise=S`` builds the variant from weights with seeded Gaussian noise
+    of S times each tensor's standard deviation added (a quality regression).
+    """
 
     variant: str
-    delay_fraction: float = 0.0  # extra sleep per generate call, as a fraction of its own time
+    slowdown: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Plant:
         variant, _, spec = text.partition(":")
         key, _, value = spec.partition("=")
-        if variant not in VARIANTS or key != "slowdown":
-            raise ConfigError(f"--perf-plant {text!r}: expected <variant>:slowdown=<fraction>, "
-                              "for example onnx-int8:slowdown=0.25")
+        if variant not in VARIANTS or key not in ("slowdown", "noise"):
+            raise ConfigError(f"--perf-plant {text!r}: expected <variant>:slowdown=<fraction> or "
+                              "<variant>:noise=<scale>, for example onnx-int8:slowdown=0.25")
         try:
-            fraction = float(value)
+            amount = float(value)
         except ValueError:
             raise ConfigError(f"--perf-plant {text!r}: {value!r} is not a number") from None
-        return cls(variant, fraction)
+        if amount <= 0:
+            raise ConfigError(f"--perf-plant {text!r}: the amount must be positive")
+        return cls(variant, **{key: amount})
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,8 @@ def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gate: builds models and measures them (slow)")
     config.addinivalue_line("markers", "unit: fast tests of the harness itself")
+    config.addinivalue_line("markers", "integration: builds small models to test the harness "
+                            "end to end (other architectures, planted regressions)")
     if hasattr(config, "workerinput"):
         return
     try:

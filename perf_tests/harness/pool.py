@@ -44,26 +44,48 @@ class VariantPool:
             self._folders[key] = self._build(variant, role)
         return self._folders[key]
 
+    def _planted_noise(self, variant: str) -> float:
+        plant = self.config.plant
+        return plant.noise if plant and plant.variant == variant else 0.0
+
     def _build(self, variant: str, role: str) -> Path:
         kind = variants.REGISTRY[variant]
+        noise = self._planted_noise(variant)
+        model = self._perturbed_model(role, noise) if noise else self.model_folder(role)
         if kind.build is None:
-            return self.model_folder(role)
-        source = self.model_folder(role) if kind.source == "model" else self.artifact(
-            "onnx-fp32", role)
+            return model
+        if kind.source == "model":
+            source = model
+        else:  # built from the fp32 export: the planted one when this variant is planted
+            source = self._export(role, model, noise) if noise else self.artifact("onnx-fp32", role)
+        return self._cached(variant, role, kind, source, noise)
+
+    def _cached(self, variant, role, kind, source: Path, noise: float) -> Path:
         spec = self.specs[role]
         preset = self.config.preset if kind.uses_preset else None
         parts = {"model": spec.fingerprint, "variant": variant, "preset": preset,
                  "versions": library_versions(), "builder": BUILDER_VERSION}
+        if noise:
+            parts["planted_noise"] = noise
         name = f"{variant}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}"
         return self.cache.get_or_build(name, parts,
                                        lambda out: kind.build(source, out, preset or ""))
+
+    def _export(self, role: str, model: Path, noise: float) -> Path:
+        return self._cached("onnx-fp32", role, variants.REGISTRY["onnx-fp32"], model, noise)
+
+    def _perturbed_model(self, role: str, noise: float) -> Path:
+        spec, source = self.specs[role], self.model_folder(role)
+        parts = {"model": spec.fingerprint, "planted_noise": noise, "builder": BUILDER_VERSION}
+        return self.cache.get_or_build(f"perturbed-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}",
+                                       parts, lambda out: variants.perturb(source, out, noise))
 
     def engine(self, variant: str, role: str) -> variants.Engine:
         key = (variant, role)
         if key not in self._engines:
             folder = self.artifact(variant, role)
             plant = self.config.plant
-            slowdown = plant.delay_fraction if plant and plant.variant == variant else 0.0
+            slowdown = plant.slowdown if plant and plant.variant == variant else 0.0
             with outline(f"loading {variant} ({self.specs[role].name}, "
                          f"{self.config.threads} threads)"):
                 self._engines[key] = variants.load(variants.REGISTRY[variant], folder,

@@ -123,6 +123,24 @@ def _copy_side_files(source: Path, out: Path) -> None:
             shutil.copy2(path, out / path.name)
 
 
+def perturb(model_folder: Path, out: Path, noise: float, seed: int = 7) -> dict:
+    """A planted quality regression: every weight plus seeded noise of ``noise`` times its std."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    with outline(f"perturbing {model_folder.name} weights (noise {noise} x std)"):
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_folder)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.numel() > 1:
+                    scale = parameter.std() * noise
+                    parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+        model.save_pretrained(out, safe_serialization=True)
+        _copy_side_files(model_folder, out)
+    return {"noise": noise, "seed": seed}
+
+
 # ---------------------------------------------------------------- loaders
 
 def ort_session_options(threads: int):

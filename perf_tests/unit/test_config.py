@@ -60,6 +60,7 @@ def test_preset_the_cpu_cannot_run_is_skipped_not_fatal(tmp_path):
     ({"arch": "riscv-avx2"}, "is not one of"),
     ({"limits": "/nonexistent/limits.toml"}, "does not exist"),
     ({"plant": "onnx-int8:faster=2"}, "expected <variant>:slowdown=<fraction>"),
+    ({"plant": "onnx-int8:slowdown=-1"}, "must be positive"),
     ({"rounds": "1"}, "rounds at least 2"),
 ])
 def test_bad_options_raise_one_line(tmp_path, given, message):
@@ -95,4 +96,5 @@ def test_cache_folder_that_is_a_file(tmp_path):
 
 def test_shape_and_plant_parsing():
     assert Shape.parse("b8-s64") == Shape(8, 64) and Shape(8, 64).id == "b8-s64"
-    assert Plant.parse("onnx-int8:slowdown=0.25") == Plant("onnx-int8", 0.25)
+    assert Plant.parse("onnx-int8:slowdown=0.25") == Plant("onnx-int8", slowdown=0.25)
+    assert Plant.parse("onnx-int8:noise=0.1") == Plant("onnx-int8", noise=0.1)

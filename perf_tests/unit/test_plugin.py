@@ -90,3 +90,23 @@ def test_cache_folder_that_cannot_be_created(pytester, tmp_path):
                                            f"--perf-cache-dir={blocker / 'cache'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "cache folder" in result.stderr.str() and "is a file" in result.stderr.str()
+
+
+def test_arch_environment_on_a_cpu_without_its_flags(run):
+    """What `tox -e x86_64-avx512_vnni-smoke` prints on an AVX2-only CPU."""
+    cpuinfo = ROOT / "perf_tests" / "unit" / "data" / "cpuinfo-avx2.txt"
+    result = run(PERF_ARCH="x86_64-avx512_vnni", PERF_CPUINFO=str(cpuinfo))
+    assert_one_line_usage_error(
+        result, run, "--perf-arch x86_64-avx512_vnni: this machine cannot run it (preset "
+        "avx512_vnni needs CPU flags avx512_vnni, avx512f, which this CPU lacks); pick the "
+        "environment that matches this CPU")
+
+
+def test_unrunnable_preset_is_skipped_with_its_reason(run, pytester):
+    pytester.makepyfile(test_dummy="""
+def test_skip_reason(gate):
+    assert gate.pool.skip_reason("onnx-int8").startswith("preset avx512_vnni needs CPU flags")
+    assert gate.pool.skip_reason("onnx-fp32") == ""
+""")
+    cpuinfo = ROOT / "perf_tests" / "unit" / "data" / "cpuinfo-avx2.txt"
+    run("--perf-preset=avx512_vnni", PERF_CPUINFO=str(cpuinfo)).assert_outcomes(passed=1)

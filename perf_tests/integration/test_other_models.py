@@ -1,0 +1,51 @@
+"""Not only T5: local BART and Marian folders, and a folder written by optimum-cli, all load."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from perf_tests.harness import models, variants, workloads
+from perf_tests.harness.cache import ArtifactCache
+from perf_tests.harness.config import Shape, build_config
+from perf_tests.harness.cpu import detect
+from perf_tests.harness.pool import VariantPool
+from perf_tests.unit.test_models import tiny_seq2seq_folder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("model_type", ["bart", "marian"])
+def test_local_folder_is_a_model_under_test(tmp_path, model_type):
+    folder = tiny_seq2seq_folder(tmp_path / model_type, model_type)
+    config = build_config({"model": str(folder), "cache_dir": str(tmp_path / "cache"),
+                           "results_dir": str(tmp_path / "results"), "threads": "1"}, detect())
+    spec = models.resolve(str(folder))
+    pool = VariantPool(config, ArtifactCache(config.cache_dir), {"perf": spec, "quality": spec})
+    inputs = workloads.latency_inputs(pool.tokenizer("perf"), spec.prefix, Shape(2, 12))
+    settings = workloads.latency_settings(6)
+    outputs = {v: pool.engine(v, "perf").generate(inputs, **settings)
+               for v in ("pytorch-fp32", "onnx-fp32", "onnx-int8")}
+    assert all(out.shape == (2, 7) for out in outputs.values()), {k: o.shape for k, o in outputs.items()}
+    assert torch.equal(outputs["pytorch-fp32"], outputs["onnx-fp32"])
+    hypotheses = workloads.translate(pool.engine("onnx-fp32", "quality"), pool.tokenizer("quality"),
+                                     spec, ["The cat sees the car.", "Where are my keys?"])
+    assert len(hypotheses) == 2
+
+
+def test_optimum_cli_export_loads_as_onnx_fp32(tmp_path):
+    out = tmp_path / "cli-export"
+    subprocess.run([sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx",
+                    "--model", str(models.TINY_DIR), "--task", variants.ONNX_EXPORT_TASK, str(out)],
+                   check=True, capture_output=True)
+    engine = variants.load(variants.REGISTRY["onnx-fp32"], out, threads=1)
+    assert {p.name for p in engine.loaded_files} == {variants.ENCODER, variants.DECODER_MERGED}
+    reference = variants.load(variants.REGISTRY["pytorch-fp32"], models.TINY_DIR, threads=1)
+    spec = models.resolve("t5-tiny-enfr")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models.TINY_DIR)
+    sentences = ["The small cat sees the red car.", "There are three dogs near the station."]
+    assert (workloads.translate(engine, tokenizer, spec, sentences)
+            == workloads.translate(reference, tokenizer, spec, sentences))
