@@ -40,6 +40,7 @@ def latency_bars(summary: dict, path: Path) -> Path:
             if ratio is not None and entry:
                 axis.annotate(f"{ratio:.2f}x", (bar.get_x() + bar.get_width() / 2,
                                                 bar.get_height()), ha="center", va="bottom")
+        axis.set_ylim(0, max(medians + [1]) * 1.15)  # room for the ratio labels
         axis.set_title(f"median latency, {shape} ({summary['new_tokens']} new tokens)")
         axis.set_ylabel("ms per generate() call")
         axis.tick_params(axis="x", labelrotation=20)
@@ -60,6 +61,7 @@ def memory_bars(summary: dict, path: Path) -> Path:
     disk.set_ylabel("MB")
     for axis in (peak, disk):
         axis.tick_params(axis="x", labelrotation=20)
+        axis.set_ylim(0, axis.get_ylim()[1] * 1.1)
         for container in axis.containers:
             axis.bar_label(container, fmt="%.0f")
     return _save(figure, path)
@@ -79,9 +81,9 @@ def quality_bars(summary: dict, path: Path) -> Path:
     axis.bar_label(chrf, fmt="%.1f")
     axis.set_xticks(list(positions), names, rotation=20)
     axis.set_ylabel("score (sacreBLEU)")
-    axis.set_ylim(0, 110)
+    axis.set_ylim(0, 125)
     axis.set_title(f"translation quality on {summary['quality_set']}")
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper center", ncols=2)
     return _save(figure, path)
 
 

@@ -62,6 +62,7 @@ class Gate:
     specs: dict[str, ModelSpec]
     verdicts: list[Verdict] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    outcome: object = None  # reporting.Outcome, once the run is finished
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -178,18 +179,29 @@ def gate(pytestconfig: pytest.Config) -> Gate:
     return pytestconfig.stash[GATE_KEY]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    """Summary table, regression check against the history, and the report files."""
-    gate = config.stash.get(GATE_KEY, None)
-    if gate is None or not gate.used:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the summary and reports and run the regression check, once pytest-benchmark has
+    saved this run; here and not in the terminal summary, so that nothing is lost when another
+    plugin's summary raises (pytest-benchmark's --benchmark-compare-fail does)."""
+    gate = session.config.stash.get(GATE_KEY, None)
+    if gate is None or not gate.used or hasattr(session.config, "workerinput"):
         return
     from perf_tests.harness import reporting
 
-    outcome = reporting.finish_run(gate)
+    gate.outcome = reporting.finish_run(gate)
+    if gate.outcome.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(trylast=True)  # the gate's summary closes the output
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    gate = config.stash.get(GATE_KEY, None)
+    outcome = getattr(gate, "outcome", None)
+    if outcome is None:
+        return
     terminalreporter.section("perf-gate summary")
     for line in outcome.lines:
         terminalreporter.write_line(line)
     if outcome.regressed:
         terminalreporter.write_line("perf-gate: FAILED, regression against the baseline: "
                                     + "; ".join(c.message for c in outcome.regressed), red=True)
-        terminalreporter._session.exitstatus = pytest.ExitCode.TESTS_FAILED

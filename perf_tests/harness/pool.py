@@ -18,7 +18,7 @@ from perf_tests.harness.config import GateConfig
 from perf_tests.harness.models import ModelSpec
 from perf_tests.harness.progress import outline
 
-BUILDER_VERSION = 1  # bump when a builder changes what it writes
+BUILDER_VERSION = 2  # bump when a builder changes what it writes
 
 
 class VariantPool:
@@ -57,7 +57,8 @@ class VariantPool:
         if kind.source == "model":
             source = model
         else:  # built from the fp32 export: the planted one when this variant is planted
-            source = self._export(role, model, noise) if noise else self.artifact("onnx-fp32", role)
+            source = self._export(role, model, noise) if noise else self.artifact("onnx-export",
+                                                                                   role)
         return self._cached(variant, role, kind, source, noise)
 
     def _cached(self, variant, role, kind, source: Path, noise: float) -> Path:
@@ -72,7 +73,7 @@ class VariantPool:
                                        lambda out: kind.build(source, out, preset or ""))
 
     def _export(self, role: str, model: Path, noise: float) -> Path:
-        return self._cached("onnx-fp32", role, variants.REGISTRY["onnx-fp32"], model, noise)
+        return self._cached("onnx-export", role, variants.REGISTRY["onnx-export"], model, noise)
 
     def _perturbed_model(self, role: str, noise: float) -> Path:
         spec, source = self.specs[role], self.model_folder(role)

@@ -31,7 +31,7 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None) 
 
 
 def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
-                   baseline_label: str | None, plots: list[Path]) -> None:
+                   baseline_label: str | None, plots: list[Path], changes: dict) -> None:
     machine = summary["machine"]
     out = ["# seq2seq-perf-gate report", "",
            f"- created: {summary['created']}",
@@ -42,7 +42,7 @@ def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
            f"- models: perf {summary['models']['perf']['name']}, quality "
            f"{summary['models']['quality']['name']} on {summary['quality_set']}",
            "- libraries: " + ", ".join(f"{k} {v}" for k, v in summary["libraries"].items()),
-           "", "## Figures", "", "```", *table_lines(summary), "```", "",
+           "", "## Figures", "", "```", *table_lines(summary, changes), "```", "",
            "## Verdicts", ""]
     out += [f"- {'PASS' if v['passed'] else 'FAIL'} {v['message']}" for v in summary["verdicts"]]
     out += ["", "## Change since the baseline", "", "```",
@@ -68,7 +68,7 @@ def write_action_benchmark(folder: Path, summary: dict) -> list[Path]:
         for shape, latency in entry["latency"].items():
             smaller.append({"name": f"{name} {shape} median latency", "unit": "ms",
                             "value": latency["median_ms"],
-                            "extra": f"p90 {latency['p90_ms']} ms"})
+                            "extra": f"p90 {latency['p90_ms']:.1f} ms"})
             if "ratio_to_baseline" in latency:
                 smaller.append({"name": f"{name} {shape} latency ratio", "unit": "x",
                                 "value": latency["ratio_to_baseline"]})

@@ -55,11 +55,17 @@ def finish_run(gate) -> Outcome:
         pngs.append(plots.quality_bars(data, latest / "quality.png"))
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
-    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs)
+    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs,
+                          {(c.variant, c.shape): c.factor for c in comparisons
+                           if c.kind == "latency"})
     action_files = report.write_action_benchmark(latest, data)
-    outcome.lines += summary.table_lines(data)
+    changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
+    outcome.lines += summary.table_lines(data, changes)
     outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label)
-    outcome.lines += ["", f"files: {latest / 'summary.json'}, {latest / 'report.md'}, "
+    built, reused = data["artifacts"]["built"], data["artifacts"]["reused"]
+    outcome.lines += ["", f"artifacts: {len(built)} built ({', '.join(built) or 'none'}), "
+                      f"{len(reused)} reused from the cache ({', '.join(reused) or 'none'})"]
+    outcome.lines += [f"files: {latest / 'summary.json'}, {latest / 'report.md'}, "
                       + ", ".join(p.name for p in pngs + action_files),
                       f"history: {len(runs)} runs in "
                       f"{history.storage_folder(config.results_dir, config.arch)}"]

@@ -70,11 +70,17 @@ def _cell(value, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "-"
 
 
-def table_lines(data: dict) -> list[str]:
-    """One table per shape: latency, ratio, memory, disk and quality of every variant."""
+def _change(factor: float | None) -> str:
+    return f"{(factor - 1) * 100:>+7.1f}%" if factor is not None else f"{'-':>8}"
+
+
+def table_lines(data: dict, changes: dict | None = None) -> list[str]:
+    """One table per shape: latency, ratio, memory, disk, quality and the change since the
+    baseline run (``changes``: (variant, shape) -> median latency factor against it)."""
+    changes = changes or {}
     shapes = sorted({s for v in data["variants"].values() for s in v["latency"]}) or ["-"]
     header = (f"{'variant':<14} {'median ms':>10} {'p90 ms':>9} {'ratio':>7} {'peak MB':>8} "
-              f"{'disk MB':>8} {'BLEU':>6} {'chrF':>6} {'exact':>6}")
+              f"{'disk MB':>8} {'BLEU':>6} {'chrF':>6} {'exact':>6} {'vs base':>8}")
     lines = [f"{data['machine']['arch']}/{data['machine']['preset']}, "
              f"{data['machine']['threads']} threads, profile {data['profile']}, "
              f"perf model {data['models']['perf']['name']}, "
@@ -91,7 +97,8 @@ def table_lines(data: dict) -> list[str]:
                 f"{_cell(entry.get('memory', {}).get('peak_above_baseline_mb'), '8.1f')} "
                 f"{_cell(entry.get('disk_mb'), '8.1f')} {_cell(quality.get('bleu'), '6.2f')} "
                 f"{_cell(quality.get('chrf'), '6.2f')} "
-                f"{_cell(quality.get('exact_match_rate'), '6.3f')}")
+                f"{_cell(quality.get('exact_match_rate'), '6.3f')} "
+                f"{_change(changes.get((name, shape)))}")
     failed = [v["message"] for v in data["verdicts"] if not v["passed"]]
     lines += ["", f"verdicts: {len(data['verdicts']) - len(failed)} passed, {len(failed)} failed"]
     lines += [f"  FAILED {message}" for message in failed]

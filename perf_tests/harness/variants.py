@@ -54,13 +54,44 @@ class Engine:
 # ---------------------------------------------------------------- builders (never time anything)
 
 def export_onnx(model_folder: Path, out: Path) -> dict:
-    """optimum's export with past key values: the same layout ``optimum-cli export onnx`` writes."""
+    """optimum's export with past key values: the same layout ``optimum-cli export onnx`` writes.
+
+    This folder is an intermediate: O3 and int8 are built from it, and onnx-fp32 takes the two
+    graphs it loads from it. It is never rewritten (ORTOptimizer deletes a source graph's
+    external data file, which is why the export keeps its weights inside the graphs).
+    """
     from optimum.exporters.onnx import main_export
 
     with outline(f"exporting {model_folder.name} to ONNX ({ONNX_EXPORT_TASK})"):
         main_export(str(model_folder), output=out, task=ONNX_EXPORT_TASK, do_validation=False,
                     device="cpu")
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}
+
+
+def onnx_fp32(export_folder: Path, out: Path) -> dict:
+    """The graphs optimum loads by default (encoder, merged decoder), weights stored apart."""
+    for name in (ENCODER, DECODER_MERGED):
+        externalize(export_folder / name, out / name)
+    _copy_side_files(export_folder, out)
+    return {"files": [ENCODER, DECODER_MERGED]}
+
+
+def externalize(source: Path, target: Path) -> None:
+    """Write a graph with its weights in ``<name>_data`` beside it.
+
+    ONNX Runtime memory-maps external data on the CPU instead of parsing the weights into a
+    protobuf and copying them into tensors: measured here on t5-small-random int8, RSS added by
+    loading fell from 199 MB to 88 MB and peak memory above baseline from 255 MB to 160 MB.
+    """
+    import onnx
+
+    with outline(f"storing {target.name} weights as external data"):
+        model = onnx.load(str(source))
+        for stale in (target.with_name(target.name + "_data"), target.with_suffix(".onnx.data")):
+            stale.unlink(missing_ok=True)
+        onnx.save_model(model, str(target), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=target.name + "_data",
+                        size_threshold=1024)
 
 
 def optimize_o3(export_folder: Path, out: Path) -> dict:
@@ -71,8 +102,10 @@ def optimize_o3(export_folder: Path, out: Path) -> dict:
     with outline("optimizing encoder, decoder and decoder_with_past at O3"):
         optimizer = ORTOptimizer.from_pretrained(export_folder, file_names=files)
         optimizer.optimize(AutoOptimizationConfig.O3(), save_dir=out, file_suffix="")
-    return {"fused_operators": {name: ORTOptimizer.get_fused_operators(out / name)
-                                for name in files}}
+    fused = {name: ORTOptimizer.get_fused_operators(out / name) for name in files}
+    for name in files:
+        externalize(out / name, out / name)
+    return {"fused_operators": fused}
 
 
 def quantization_config(preset: str):
@@ -96,6 +129,7 @@ def quantize_int8(export_folder: Path, out: Path, preset: str) -> dict:
             counts[name] = integer_op_count(out / name)
             if counts[name] == 0:
                 raise RuntimeError(f"quantizing {name} produced no integer operators")
+        externalize(out / name, out / name)
     _copy_side_files(export_folder, out)
     return {"integer_ops": counts, "preset": preset}
 
@@ -151,6 +185,9 @@ def ort_session_options(threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # No arena: it keeps the largest activations ever seen; measured here on t5-small-random int8
+    # at b8-s64, peak memory above baseline fell from 160 MB to 142 MB (latency: see README).
+    options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
@@ -202,7 +239,9 @@ class VariantKind:
 
 REGISTRY: dict[str, VariantKind] = {
     "pytorch-fp32": VariantKind("pytorch-fp32", "model", None, load_pytorch),
-    "onnx-fp32": VariantKind("onnx-fp32", "model", lambda src, out, _: export_onnx(src, out),
+    "onnx-export": VariantKind("onnx-export", "model", lambda src, out, _: export_onnx(src, out),
+                               load_onnx),
+    "onnx-fp32": VariantKind("onnx-fp32", "export", lambda src, out, _: onnx_fp32(src, out),
                              load_onnx),
     "onnx-o3": VariantKind("onnx-o3", "export", lambda src, out, _: optimize_o3(src, out),
                            load_onnx),

@@ -1,0 +1,73 @@
+"""Reports from a synthetic summary: the terminal table, report.md, action-benchmark JSON, plots."""
+
+import json
+
+import pytest
+
+from perf_tests.harness import plots, report, summary
+from perf_tests.harness.regression import Comparison
+
+pytestmark = pytest.mark.unit
+
+
+def entry(median, ratio=None, peak=100.0, disk=50.0, bleu=95.0):
+    latency = {"median_ms": median, "p90_ms": median * 1.1}
+    if ratio is not None:
+        latency["ratio_to_baseline"] = ratio
+    return {"latency": {"b1-s16": latency}, "memory": {"peak_above_baseline_mb": peak},
+            "disk_mb": disk, "quality": {"bleu": bleu, "chrf": bleu - 3, "exact_match_rate": 1.0,
+                                         "bleu_signature": "nrefs:1|tok:13a",
+                                         "chrf_signature": "nrefs:1|nc:6"}}
+
+
+SUMMARY = {
+    "created": "2026-11-24T12:00:00", "profile": "smoke", "rounds": 5, "new_tokens": 32,
+    "baseline": "pytorch-fp32", "memory_shape": "b1-s16", "quality_set": "embedded-test",
+    "machine": {"arch": "x86_64", "preset": "avx2", "cpu": "test CPU", "threads": 2},
+    "models": {"perf": {"name": "t5-small-random"}, "quality": {"name": "t5-tiny-enfr"}},
+    "libraries": {"torch": "2.13.0"},
+    "variants": {"pytorch-fp32": entry(774.0, peak=300.0, disk=242.0),
+                 "onnx-int8": entry(215.0, 0.278, peak=142.0, disk=94.3, bleu=94.8)},
+    "verdicts": [{"passed": False, "message": "onnx-int8 vs pytorch-fp32 [x86_64/avx2] peak "
+                  "memory ratio 0.520 > max 0.50 (142.0 MB vs 300.0 MB)"}],
+    "steps": [{"label": "exporting", "depth": 0, "seconds": 24.5, "failed": False}],
+}
+SLOWER = Comparison("latency", "onnx-int8", "b1-s16", 0.2, 0.25, 1.25, 0.004, True,
+                    "onnx-int8 [b1-s16] median latency regressed")
+
+
+def test_terminal_table_has_every_column_and_the_failures():
+    lines = summary.table_lines(SUMMARY, {("onnx-int8", "b1-s16"): 1.25})
+    header = next(line for line in lines if line.startswith("variant"))
+    for column in ("median ms", "p90 ms", "ratio", "peak MB", "disk MB", "BLEU", "chrF", "vs base"):
+        assert column in header
+    int8 = next(line for line in lines if line.startswith("onnx-int8"))
+    assert "215.0" in int8 and "0.278" in int8 and "94.3" in int8 and "+25.0%" in int8
+    assert any(line.startswith("  FAILED onnx-int8 vs pytorch-fp32") for line in lines)
+
+
+def test_comparison_table_and_first_run():
+    assert report.comparison_lines([], None) == [
+        "regression check: no baseline yet (first run on this machine): passed"]
+    lines = report.comparison_lines([SLOWER], "#0001")
+    assert "REGRESSED" in lines[2] and "+25.0%" in lines[2] and "0.0040" in lines[2]
+    assert lines[-1] == "regression check: 0 ok, 1 regressed"
+
+
+def test_report_files(tmp_path):
+    pngs = [plots.latency_bars(SUMMARY, tmp_path / "latency.png"),
+            plots.memory_bars(SUMMARY, tmp_path / "memory.png"),
+            plots.quality_bars(SUMMARY, tmp_path / "quality.png")]
+    assert all(p.stat().st_size > 10_000 for p in pngs)
+    report.write_markdown(tmp_path / "report.md", SUMMARY, [SLOWER], "#0001", pngs, {})
+    text = (tmp_path / "report.md").read_text()
+    for part in ("## Verdicts", "- FAIL onnx-int8", "REGRESSED", "nrefs:1|tok:13a",
+                 "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0"):
+        assert part in text
+    smaller, bigger = report.write_action_benchmark(tmp_path, SUMMARY)
+    names = {item["name"]: item for item in json.loads(smaller.read_text())}
+    assert names["onnx-int8 b1-s16 median latency"] == {
+        "name": "onnx-int8 b1-s16 median latency", "unit": "ms", "value": 215.0,
+        "extra": "p90 236.5 ms"}
+    assert {i["name"] for i in json.loads(bigger.read_text())} >= {"onnx-int8 bleu"}
+    assert not list(tmp_path.glob(".*tmp*")), "a temporary file was left behind"
