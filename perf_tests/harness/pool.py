@@ -35,7 +35,10 @@ class VariantPool:
         return ""
 
     def model_folder(self, role: str) -> Path:
-        return models.materialize(self.specs[role], self.cache)
+        key = ("model", role)
+        if key not in self._folders:
+            self._folders[key] = models.materialize(self.specs[role], self.cache)
+        return self._folders[key]
 
     def artifact(self, variant: str, role: str) -> Path:
         """The folder a variant loads from, built into the cache on first use."""

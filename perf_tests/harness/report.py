@@ -13,21 +13,28 @@ from perf_tests.harness.summary import table_lines
 
 
 def comparison_lines(comparisons: list[Comparison], baseline_label: str | None) -> list[str]:
-    """One row per compared figure: what, baseline, now, change, p-value, verdict."""
+    """One row per compared figure: baseline, now, change and p; for latency also the change
+    of the ratio to the interleaved baseline and its p (both must regress to count)."""
     if baseline_label is None:
         return ["regression check: no baseline yet (first run on this machine): passed"]
     lines = [f"change since baseline {baseline_label}",
-             f"{'figure':<34} {'baseline':>10} {'now':>10} {'change':>8} {'p':>7}  verdict"]
+             f"{'figure':<30} {'baseline':>9} {'now':>9} {'change':>8} {'p':>7} "
+             f"{'ratio chg':>9} {'ratio p':>7}  verdict"]
     for c in comparisons:
         name = f"{c.variant} {c.kind}" + (f" {c.shape}" if c.shape else "")
         scale = 1000 if c.kind == "latency" else 1
-        p_text = f"{c.p_value:.4f}" if c.p_value is not None else "-"
-        lines.append(f"{name:<34} {c.baseline * scale:>10.2f} {c.current * scale:>10.2f} "
-                     f"{(c.factor - 1) * 100:>+7.1f}% {p_text:>7}  "
+        ratio = (f"{(c.ratio_factor - 1) * 100:>+8.1f}% {_p(c.ratio_p_value):>7}"
+                 if c.ratio_factor is not None else f"{'-':>9} {'-':>7}")
+        lines.append(f"{name:<30} {c.baseline * scale:>9.2f} {c.current * scale:>9.2f} "
+                     f"{(c.factor - 1) * 100:>+7.1f}% {_p(c.p_value):>7} {ratio}  "
                      f"{'REGRESSED' if c.regressed else 'ok'}")
     failed = [c for c in comparisons if c.regressed]
     lines.append(f"regression check: {len(comparisons) - len(failed)} ok, {len(failed)} regressed")
     return lines
+
+
+def _p(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "-"
 
 
 def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],

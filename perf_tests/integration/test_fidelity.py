@@ -18,8 +18,9 @@ TRIES = 5
 LATENCY = ["perf_tests/gate/test_latency.py", "--perf-variants=onnx-int8",
            "--perf-shapes=b1-s16", "--perf-rounds=8"]
 QUALITY = ["perf_tests/gate/test_quality.py", "-k", "bleu_ratio", "--perf-variants=onnx-int8"]
-REGRESSED = re.compile(r"onnx-int8 \[b1-s16\] (median latency|median ratio to baseline) regressed: "
-                       r".* factor (\d\.\d+) .* p=(0\.\d+)")
+REGRESSED = re.compile(r"onnx-int8 \[b1-s16\] median latency regressed: [^;]* factor (\d\.\d+) "
+                       r"\(limit 1\.10\), Mann-Whitney U p=(0\.\d+); ratio to the interleaved "
+                       r"baseline .* factor (\d\.\d+), p=(0\.\d+)")
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_planted_slowdown_fails_and_unchanged_runs_pass(gate_run, record_propert
         planted = gate_run(*LATENCY, "--perf-plant=onnx-int8:slowdown=0.25", "--perf-baseline=1")
         match = REGRESSED.search(planted.stdout)
         detections += planted.returncode == 1 and match is not None
-        factors += [float(m[1]) for m in REGRESSED.findall(planted.stdout)]
+        factors += [float(m[0]) for m in REGRESSED.findall(planted.stdout)]
     record_property("false_alarms", f"{false_alarms}/{TRIES}")
     record_property("detections", f"{detections}/{TRIES}")
     print(f"A/A false alarms {false_alarms}/{TRIES}, planted 25% slowdown detected "

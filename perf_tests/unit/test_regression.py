@@ -96,3 +96,37 @@ def test_baseline_selection(tmp_path):
     assert history.select_baseline(runs, str(runs[0].path), "new").number == 1
     assert history.select_baseline([], "latest", "new") is None
     assert runs[0].latency()[("onnx-int8", "b1-s16")]["data"] == [0.1, 0.1]
+
+
+def latency_entry(samples, paired=None):
+    return {"data": samples, "extra_info": {"paired_baseline_s": paired or []}}
+
+
+def test_machine_drift_alone_is_not_a_regression():
+    """Seen here in an A/A run: onnx-int8 16 % slower in absolute time, but so was its round
+    partner pytorch-fp32, so the ratio did not move."""
+    before = latency_entry([0.378, 0.380, 0.375, 0.381, 0.379], [1.00, 1.01, 0.99, 1.00, 1.02])
+    after = latency_entry([0.438, 0.440, 0.436, 0.441, 0.439], [1.16, 1.17, 1.15, 1.16, 1.18])
+    [result] = regression.compare_latency({("onnx-int8", "b8-s64"): after},
+                                          {("onnx-int8", "b8-s64"): before}, 1.10, 0.01, "#2")
+    assert result.factor > 1.15 and result.p_value < 0.01 and not result.regressed
+    assert result.ratio_factor < 1.02
+
+
+def test_a_slower_variant_moves_both_and_regresses():
+    before = latency_entry([0.150, 0.152, 0.149, 0.151, 0.150], [0.60, 0.61, 0.60, 0.59, 0.60])
+    after = latency_entry([0.188, 0.190, 0.187, 0.189, 0.188], [0.60, 0.60, 0.61, 0.60, 0.59])
+    [result] = regression.compare_latency({("onnx-int8", "b1-s16"): after},
+                                          {("onnx-int8", "b1-s16"): before}, 1.10, 0.01, "#1")
+    assert result.regressed and result.ratio_factor > 1.2
+    assert "onnx-int8 [b1-s16] median latency regressed: 188.0 ms vs 150.0 ms" in result.message
+    assert "ratio to the interleaved baseline" in result.message and "p=0.00" in result.message
+
+
+def test_the_baseline_variant_needs_a_larger_factor():
+    before = latency_entry([0.60, 0.61, 0.60, 0.59, 0.60])
+    drifted = latency_entry([0.70, 0.71, 0.70, 0.71, 0.70])   # +17 %: drift seen here
+    slower = latency_entry([0.80, 0.81, 0.80, 0.81, 0.80])    # +33 %
+    key = ("pytorch-fp32", "b1-s16")
+    assert not regression.compare_latency({key: drifted}, {key: before}, 1.10, 0.01, "#1")[0].regressed
+    assert regression.compare_latency({key: slower}, {key: before}, 1.10, 0.01, "#1")[0].regressed
