@@ -90,7 +90,7 @@ def quality_bars(summary: dict, path: Path) -> Path:
 def trends(runs: list, path: Path) -> Path:
     """Median latency, ratio, peak memory and BLEU of every variant over the stored runs."""
     labels = [run.label for run in runs]
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    figure, axes = plt.subplots(2, 2, figsize=(15, 8))
     series = {"latency": {}, "ratio": {}, "memory": {}, "bleu": {}}
     for index, run in enumerate(runs):
         for (variant, shape), entry in run.latency().items():
@@ -105,7 +105,8 @@ def trends(runs: list, path: Path) -> Path:
                     "peak_above_baseline_mb"]
             if "bleu" in entry.get("quality", {}):
                 series["bleu"].setdefault(variant, {})[index] = entry["quality"]["bleu"]
-    titles = {"latency": ("median latency", "ms"), "ratio": ("latency ratio to pytorch-fp32", "x"),
+    titles = {"latency": ("median latency", "ms"),
+              "ratio": ("latency ratio to pytorch-fp32", "ratio (x)"),
               "memory": ("peak memory above baseline", "MB"), "bleu": ("BLEU", "BLEU")}
     for axis, (key, lines) in zip(axes.flat, series.items()):
         for name, points in sorted(lines.items()):
@@ -113,10 +114,11 @@ def trends(runs: list, path: Path) -> Path:
             axis.plot(xs, [points[i] for i in xs], marker="o", label=name,
                       color=_colour(name.split(" ")[0]),
                       linestyle="-" if "b1-" in name or " " not in name else "--")
-        axis.set_title(f"{titles[key][0]} over {len(runs)} runs")
+        axis.set_title(f"{titles[key][0]} over {len(runs)} runs"
+                       + (" (equal lines overlap)" if key == "bleu" else ""))
         axis.set_ylabel(titles[key][1])
         axis.set_xticks(range(len(labels)), [label.split(" ")[0] for label in labels])
         axis.set_xlabel("run")
-        if lines:
-            axis.legend(fontsize=7)
+        if lines:  # outside the axes, so no point is hidden behind it
+            axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)
