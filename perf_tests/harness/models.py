@@ -79,9 +79,12 @@ def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                       fingerprint: str | None = None) -> ModelSpec:
     config = _seq2seq_config(folder, name)
     prefix, beams = _generation_settings(config, folder, *pair)
+    max_new_tokens = 64 if kind == "embedded" else 256
+    positions = getattr(config, "max_position_embeddings", None)  # BART and Marian have a limit
+    if positions:
+        max_new_tokens = min(max_new_tokens, positions - 2)
     return ModelSpec(name, kind, folder, fingerprint or hash_files(folder, WEIGHT_PATTERNS),
-                     config.model_type, prefix, pair[0], pair[1], beams,
-                     quality_max_new_tokens=64 if kind == "embedded" else 256)
+                     config.model_type, prefix, pair[0], pair[1], beams, max_new_tokens)
 
 
 def _hub_folder(model_id: str) -> Path:

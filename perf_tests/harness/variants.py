@@ -198,7 +198,7 @@ def load_pytorch(folder: Path, threads: int) -> tuple[object, tuple[Path, ...]]:
     from transformers import AutoModelForSeq2SeqLM
 
     torch.set_num_threads(threads)
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=torch.float32).eval()
     files = tuple(folder / name for name in WEIGHT_FILES if (folder / name).is_file())
     return model, files
 

@@ -59,7 +59,9 @@ def test_planted_slowdown_fails_and_unchanged_runs_pass(gate_run, record_propert
 def test_planted_quality_loss_fails_bleu_parity(gate_run):
     clean = gate_run(*QUALITY)
     assert clean.returncode == 0, clean.stdout[-3000:]
-    planted = gate_run(*QUALITY, "--perf-plant=onnx-int8:noise=0.15")
+    planted = gate_run(*QUALITY, "--perf-plant=onnx-int8:noise=0.3")
     assert planted.returncode == 1, planted.stdout[-3000:]
-    assert re.search(r"onnx-int8 vs pytorch-fp32 \[\w+/\w+\] BLEU ratio 0\.\d+ < min 0\.99",
-                     planted.stdout), planted.stdout[-3000:]
+    verdict = re.search(r"onnx-int8 vs pytorch-fp32 \[\w+/\w+\] BLEU ratio 0\.\d+ < min 0\.99 .*",
+                        planted.stdout)
+    assert verdict, planted.stdout[-3000:]
+    print(f"planted noise 0.3: {verdict[0]}")
