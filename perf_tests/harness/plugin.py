@@ -46,6 +46,8 @@ OPTIONS = {
                  "(default), a run number, or a pinned history file"),
     "regression-factor": ("PERF_REGRESSION_FACTOR", "a latency change must exceed this median "
                           "factor to count (default: 1.10)"),
+    "regression-ratio-factor": ("PERF_REGRESSION_RATIO_FACTOR", "and, for a candidate, its ratio "
+                                "to the interleaved baseline this factor (default: 1.15)"),
     "regression-alpha": ("PERF_REGRESSION_ALPHA", "and be significant at this Mann-Whitney U "
                          "level (default: 0.01)"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
