@@ -39,9 +39,9 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ("b1-s16", "b8-s64"), rounds=5, warmup_rounds=1, memory_calls=2,
+    "smoke": Profile("smoke", ("b1-s16", "b8-s64"), rounds=8, warmup_rounds=1, memory_calls=2,
                      quality_sentences=300),
-    "full": Profile("full", ("b1-s16", "b1-s64", "b8-s64"), rounds=12, warmup_rounds=2,
+    "full": Profile("full", ("b1-s16", "b1-s64", "b8-s64"), rounds=16, warmup_rounds=2,
                     memory_calls=4, quality_sentences=None),
 }
 
@@ -116,7 +116,6 @@ class GateConfig:
     baseline_run: str = "latest"  # the history run the regression check compares with
     regression_factor: float = 1.10
     regression_alpha: float = 0.01
-    regression_ratio_factor: float = 1.15
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -209,13 +208,12 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                           "an existing history file")
     try:
         factor = float(options.get("regression_factor") or 1.10)
-        ratio_factor = float(options.get("regression_ratio_factor") or 1.15)
         alpha = float(options.get("regression_alpha") or 0.01)
     except ValueError:
         raise ConfigError("--perf-regression-factor and --perf-regression-alpha take numbers") from None
-    if factor <= 1.0 or ratio_factor <= 1.0 or not 0.0 < alpha < 1.0:
-        raise ConfigError("--perf-regression-factor and --perf-regression-ratio-factor must be "
-                          "above 1 and --perf-regression-alpha between 0 and 1")
+    if factor <= 1.0 or not 0.0 < alpha < 1.0:
+        raise ConfigError("--perf-regression-factor must be above 1 and --perf-regression-alpha "
+                          "between 0 and 1")
     return GateConfig(
         perf_model=model or DEFAULT_PERF_MODEL,
         quality_model=model or DEFAULT_QUALITY_MODEL,
@@ -229,5 +227,5 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
         limits_file=limits_file.resolve(),
         test_set=options.get("test_set") or "wmt14",
         plant=plant, baseline_run=baseline_run, regression_factor=factor,
-        regression_alpha=alpha, regression_ratio_factor=ratio_factor,
+        regression_alpha=alpha,
     )

@@ -31,7 +31,7 @@ OPTIONS = {
                " avx512 or avx512_vnni; one the CPU cannot run is skipped with its reason"),
     "arch": ("PERF_ARCH", "require this <machine>-<preset>, e.g. x86_64-avx2, and stop if the "
              "CPU cannot run it (tox environments set it; default: not required)"),
-    "profile": ("PERF_PROFILE", "smoke (default: 2 shapes, 5 rounds) or full (3 shapes, 12 rounds)"),
+    "profile": ("PERF_PROFILE", "smoke (default: 2 shapes, 8 rounds) or full (3 shapes, 16 rounds)"),
     "shapes": ("PERF_SHAPES", "comma-separated latency shapes b<batch>-s<tokens> (default: the "
                "profile's)"),
     "rounds": ("PERF_ROUNDS", "timed rounds per latency test (default: the profile's)"),
@@ -45,9 +45,8 @@ OPTIONS = {
     "baseline": ("PERF_BASELINE", "history run the regression check compares with: latest "
                  "(default), a run number, or a pinned history file"),
     "regression-factor": ("PERF_REGRESSION_FACTOR", "a latency change must exceed this median "
-                          "factor to count (default: 1.10)"),
-    "regression-ratio-factor": ("PERF_REGRESSION_RATIO_FACTOR", "and, for a candidate, its ratio "
-                                "to the interleaved baseline this factor (default: 1.15)"),
+                          "factor to count; for a candidate, of its ratio to the interleaved "
+                          "baseline (default: 1.10)"),
     "regression-alpha": ("PERF_REGRESSION_ALPHA", "and be significant at this Mann-Whitney U "
                          "level (default: 0.01)"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "

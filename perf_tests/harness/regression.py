@@ -1,15 +1,13 @@
 """The regression check: this run against a stored baseline run, without crying wolf.
 
-As asv does, a latency change counts only when it is both large (median factor above 1.10 by
-default) and significant (one-sided Mann-Whitney U on the raw samples, p below alpha). Samples of
-one run are not independent of the machine's state in that run, though: three unchanged runs in a
-row on this 2-core machine moved single variants by up to 19 % with p = 0.004 (every round of one
-run above every round of the other). So a candidate regresses only when its absolute latency AND
-its per-round ratio to the interleaved baseline both pass that test: a slower variant shows in
-both, a slower or faster machine (or baseline) in one only. The ratio has its own factor
-(1.15 by default): a fresh process alone moved one variant's ratio by 12 % (p = 0.004) between
-two unchanged tox runs here, pyperf's reason for spreading runs over processes. The baseline
-variant has no partner; it needs a larger factor (1.25 by default). Memory, size on disk and
+As asv does, a latency change counts only when it is both large (a median factor above 1.10 by
+default) and significant (one-sided Mann-Whitney U, p below alpha). For a candidate the figure
+compared is its per-round ratio to the interleaved baseline rounds, not its absolute time: on this
+2-core machine whole runs drift (unchanged runs moved single variants by up to 19 % in absolute
+time, with p = 0.004, every round of one run above every round of the other), and the machine's
+drift hits both partners of a round alike. The candidate's own median must also have grown, so
+that a baseline that got faster is not blamed on the candidate. The baseline variant has no
+partner; its absolute latency needs a larger factor (1.25 by default). Memory, size on disk and
 quality have no run-to-run noise worth a test: they regress past a fixed tolerance.
 """
 
@@ -23,7 +21,6 @@ from scipy.stats import mannwhitneyu
 DEFAULT_FACTOR = 1.10
 DEFAULT_ALPHA = 0.01  # with 5 rounds a side, the smallest one-sided p is 1/252 = 0.004
 ABSOLUTE_ONLY_FACTOR = 1.25  # for the baseline variant, which has no interleaved partner
-DEFAULT_RATIO_FACTOR = 1.15
 MEMORY_TOLERANCE = 0.10  # peak memory may grow 10 % (plus 5 MB) before it counts
 MEMORY_SLACK_MB = 5.0
 DISK_TOLERANCE = 0.01
@@ -72,8 +69,8 @@ def _round_ratios(samples: list[float], paired: list[float]) -> list[float]:
 
 
 def compare_latency(current: dict, baseline: dict, factor: float, alpha: float,
-                    label: str, ratio_factor: float = DEFAULT_RATIO_FACTOR,
-                    absolute_only_factor: float = ABSOLUTE_ONLY_FACTOR) -> list[Comparison]:
+                    label: str, absolute_only_factor: float = ABSOLUTE_ONLY_FACTOR
+                    ) -> list[Comparison]:
     """current/baseline: (variant, shape) -> {"data": [...], "extra_info": {...}}."""
     out = []
     for key in sorted(set(current) & set(baseline)):
@@ -88,21 +85,20 @@ def compare_latency(current: dict, baseline: dict, factor: float, alpha: float,
                                     then["extra_info"].get("paired_baseline_s", []))
         if now_ratios and then_ratios:
             ratio = compare_samples("ratio", variant, shape, now_ratios, then_ratios,
-                                    ratio_factor, alpha, "", 1, label)
-            regressed = absolute.regressed and ratio.regressed
+                                    factor, alpha, "", 1, label)
+            regressed = ratio.regressed and absolute.factor > 1.0
             detail = (f"; ratio to the interleaved baseline {ratio.current:.3f} vs "
-                      f"{ratio.baseline:.3f}, factor {ratio.factor:.3f} (limit {ratio_factor:.2f}),"
-                      f" p={_p(ratio.p_value)}")
+                      f"{ratio.baseline:.3f}, factor {ratio.factor:.3f} (limit {factor:.2f}),"
+                      f" Mann-Whitney U p={_p(ratio.p_value)}")
         else:
             ratio = None
             regressed = (absolute.factor > absolute_only_factor and absolute.p_value is not None
                          and absolute.p_value < alpha)
             detail = f" (no interleaved partner: needs factor > {absolute_only_factor:.2f})"
         verdict = "regressed" if regressed else "unchanged"
-        message = (f"{variant} [{shape}] median latency {verdict}: {absolute.current * 1000:.1f} ms "
-                   f"vs {absolute.baseline * 1000:.1f} ms in {label}, factor {absolute.factor:.3f} "
-                   f"(limit {factor:.2f}), Mann-Whitney U p={_p(absolute.p_value)}{detail} "
-                   f"(alpha {alpha})")
+        message = (f"{variant} [{shape}] latency {verdict}: median {absolute.current * 1000:.1f} ms "
+                   f"vs {absolute.baseline * 1000:.1f} ms in {label} (factor {absolute.factor:.3f},"
+                   f" p={_p(absolute.p_value)}){detail} (alpha {alpha})")
         out.append(Comparison("latency", variant, shape, absolute.baseline, absolute.current,
                               absolute.factor, absolute.p_value, regressed, message,
                               ratio.factor if ratio else None, ratio.p_value if ratio else None))

@@ -33,7 +33,7 @@ def compare_with_history(gate, data: dict, runs: list) -> tuple[list[Comparison]
     label = f"{baseline.label} ({baseline.path.name})"
     comparisons = regression.compare_latency(current_latency(gate.store), baseline.latency(),
                                              config.regression_factor, config.regression_alpha,
-                                             baseline.label, config.regression_ratio_factor)
+                                             baseline.label)
     comparisons += regression.compare_summaries(data, baseline.gate, baseline.label)
     return comparisons, label
 
