@@ -4,6 +4,7 @@ Each try is a whole gate run in a fresh process, against a history of its own in
 results folder, sharing the session's artifact cache (nothing is exported again).
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -35,6 +36,9 @@ def gate_run(gate, tmp_path):
     return run
 
 
+@pytest.mark.skipif(os.environ.get("PERF_FIDELITY") != "1",
+                    reason="11 gate runs (about 7 min) whose rates depend on the machine's noise: "
+                    "run with PERF_FIDELITY=1 (see results/README.md for the measured rates)")
 def test_planted_slowdown_fails_and_unchanged_runs_pass(gate_run, record_property):
     first = gate_run(*LATENCY)
     assert first.returncode == 0, first.stdout[-3000:]
