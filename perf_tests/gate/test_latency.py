@@ -9,9 +9,7 @@ pytestmark = pytest.mark.gate
 
 
 def test_latency(benchmark, gate, variant, shape):
-    reason = gate.pool.skip_reason(variant)
-    if reason:
-        pytest.skip(reason)
+    gate.skip_unrunnable(variant)
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled (--benchmark-disable): no latency to judge")
     config = gate.config

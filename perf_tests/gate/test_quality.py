@@ -10,9 +10,7 @@ EMBEDDED_BLEU_FLOOR = 90.0  # t5-tiny-enfr's bar on its own test split (see fixt
 
 
 def test_quality(gate, variant):
-    reason = gate.pool.skip_reason(variant)
-    if reason:
-        pytest.skip(reason)
+    gate.skip_unrunnable(variant)
     quality = gate.store.quality(variant)
     assert len(quality["hypotheses"]) == quality["sentences"] > 0
     spec = gate.specs["quality"]
@@ -24,29 +22,16 @@ def test_quality(gate, variant):
 
 @pytest.mark.judges("bleu")
 def test_bleu_ratio(gate, limit):
-    _judge_score(gate, limit, "bleu")
+    gate.judge_pair(limit, lambda variant: gate.store.quality(variant)["bleu"])
 
 
 @pytest.mark.judges("chrf")
 def test_chrf_ratio(gate, limit):
-    _judge_score(gate, limit, "chrf")
+    gate.judge_pair(limit, lambda variant: gate.store.quality(variant)["chrf"])
 
 
 @pytest.mark.judges("exact_match")
 def test_exact_match(gate, limit):
-    _skip_unrunnable(gate, limit)
+    gate.skip_unrunnable(limit.candidate)
     matched, total = gate.store.exact_match(limit.candidate, limit.baseline)
     gate.check(judge(limit, matched / total, matched, total, gate.config.arch_preset))
-
-
-def _judge_score(gate, limit, key):
-    _skip_unrunnable(gate, limit)
-    candidate = gate.store.quality(limit.candidate)[key]
-    baseline = gate.store.quality(limit.baseline)[key]
-    gate.check(judge(limit, candidate / baseline, candidate, baseline, gate.config.arch_preset))
-
-
-def _skip_unrunnable(gate, limit):
-    reason = gate.pool.skip_reason(limit.candidate)
-    if reason:
-        pytest.skip(reason)

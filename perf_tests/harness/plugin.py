@@ -16,7 +16,7 @@ import pytest
 from perf_tests.harness import cpu, history, models, summary
 from perf_tests.harness.cache import ArtifactCache
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
-from perf_tests.harness.judge import Limits, Verdict
+from perf_tests.harness.judge import Limit, Limits, Verdict, judge
 from perf_tests.harness.models import ModelError, ModelSpec
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.store import ResultStore
@@ -88,6 +88,19 @@ class Gate:
         self.verdicts.append(verdict)
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
+
+    def skip_unrunnable(self, variant: str) -> None:
+        """Skip the calling test, with the reason, when this CPU cannot run the variant."""
+        reason = self.pool.skip_reason(variant)
+        if reason:
+            pytest.skip(reason)
+
+    def judge_pair(self, limit: Limit, figure) -> None:
+        """Judge candidate / baseline of one figure (``figure(variant)``) against its limit."""
+        self.skip_unrunnable(limit.candidate)
+        candidate, baseline = figure(limit.candidate), figure(limit.baseline)
+        self.check(judge(limit, candidate / baseline, candidate, baseline,
+                         self.config.arch_preset))
 
 
 GATE_KEY = pytest.StashKey[Gate]()
