@@ -54,17 +54,22 @@ class VariantPool:
     def _build(self, variant: str, role: str) -> Path:
         kind = variants.REGISTRY[variant]
         noise = self._planted_noise(variant)
-        model = self._perturbed_model(role, noise) if noise else self.model_folder(role)
-        if kind.build is None:
-            return model
-        if kind.source == "model":
-            source = model
-        else:  # built from the fp32 export: the planted one when this variant is planted
-            source = self._export(role, model, noise) if noise else self.artifact("onnx-export",
-                                                                                   role)
-        return self._cached(variant, role, kind, source, noise)
 
-    def _cached(self, variant, role, kind, source: Path, noise: float) -> Path:
+        def model() -> Path:
+            return self._perturbed_model(role, noise) if noise else self.model_folder(role)
+
+        def export() -> Path:  # the planted export when this variant is planted
+            return self._export(role, model(), noise) if noise else self.artifact("onnx-export",
+                                                                                   role)
+
+        if kind.build is None:
+            return model()
+        return self._cached(variant, role, kind, model if kind.source == "model" else export,
+                            noise)
+
+    def _cached(self, variant, role, kind, source, noise: float) -> Path:
+        """The variant's artifact; ``source()`` (the folder it is built from) is asked for only
+        when the artifact must be built, so a warm run opens no intermediate artifact."""
         spec = self.specs[role]
         preset = self.config.preset if kind.uses_preset else None
         parts = {"model": spec.fingerprint, "variant": variant, "preset": preset,
@@ -73,10 +78,11 @@ class VariantPool:
             parts["planted_noise"] = noise
         name = f"{variant}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}"
         return self.cache.get_or_build(name, parts,
-                                       lambda out: kind.build(source, out, preset or ""))
+                                       lambda out: kind.build(source(), out, preset or ""))
 
     def _export(self, role: str, model: Path, noise: float) -> Path:
-        return self._cached("onnx-export", role, variants.REGISTRY["onnx-export"], model, noise)
+        return self._cached("onnx-export", role, variants.REGISTRY["onnx-export"], lambda: model,
+                            noise)
 
     def _perturbed_model(self, role: str, noise: float) -> Path:
         spec, source = self.specs[role], self.model_folder(role)

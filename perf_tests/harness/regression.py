@@ -89,7 +89,7 @@ def compare_latency(current: dict, baseline: dict, factor: float, alpha: float,
             regressed = ratio.regressed and absolute.factor > 1.0
             detail = (f"; ratio to the interleaved baseline {ratio.current:.3f} vs "
                       f"{ratio.baseline:.3f}, factor {ratio.factor:.3f} (limit {factor:.2f}),"
-                      f" Mann-Whitney U p={_p(ratio.p_value)}")
+                      f" Mann-Whitney U p={format_p(ratio.p_value)}")
         else:
             ratio = None
             regressed = (absolute.factor > absolute_only_factor and absolute.p_value is not None
@@ -98,15 +98,15 @@ def compare_latency(current: dict, baseline: dict, factor: float, alpha: float,
         verdict = "regressed" if regressed else "unchanged"
         message = (f"{variant} [{shape}] latency {verdict}: median {absolute.current * 1000:.1f} ms "
                    f"vs {absolute.baseline * 1000:.1f} ms in {label} (factor {absolute.factor:.3f},"
-                   f" p={_p(absolute.p_value)}){detail} (alpha {alpha})")
+                   f" p={format_p(absolute.p_value)}){detail} (alpha {alpha})")
         out.append(Comparison("latency", variant, shape, absolute.baseline, absolute.current,
                               absolute.factor, absolute.p_value, regressed, message,
                               ratio.factor if ratio else None, ratio.p_value if ratio else None))
     return out
 
 
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def format_p(value: float | None, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.4f}"
 
 
 def _growth(kind, variant, new, old, tolerance, slack, unit, label) -> Comparison:

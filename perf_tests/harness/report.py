@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perf_tests.harness.regression import Comparison
+from perf_tests.harness.regression import Comparison, format_p
 from perf_tests.harness.store import write_json
 from perf_tests.harness.summary import table_lines
 
@@ -23,18 +23,14 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None) 
     for c in comparisons:
         name = f"{c.variant} {c.kind}" + (f" {c.shape}" if c.shape else "")
         scale = 1000 if c.kind == "latency" else 1
-        ratio = (f"{(c.ratio_factor - 1) * 100:>+8.1f}% {_p(c.ratio_p_value):>7}"
+        ratio = (f"{(c.ratio_factor - 1) * 100:>+8.1f}% {format_p(c.ratio_p_value, '-'):>7}"
                  if c.ratio_factor is not None else f"{'-':>9} {'-':>7}")
         lines.append(f"{name:<30} {c.baseline * scale:>9.2f} {c.current * scale:>9.2f} "
-                     f"{(c.factor - 1) * 100:>+7.1f}% {_p(c.p_value):>7} {ratio}  "
+                     f"{(c.factor - 1) * 100:>+7.1f}% {format_p(c.p_value, '-'):>7} {ratio}  "
                      f"{'REGRESSED' if c.regressed else 'ok'}")
     failed = [c for c in comparisons if c.regressed]
     lines.append(f"regression check: {len(comparisons) - len(failed)} ok, {len(failed)} regressed")
     return lines
-
-
-def _p(value: float | None) -> str:
-    return f"{value:.4f}" if value is not None else "-"
 
 
 def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],

@@ -55,11 +55,9 @@ def finish_run(gate) -> Outcome:
         pngs.append(plots.quality_bars(data, latest / "quality.png"))
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
-    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs,
-                          {(c.variant, c.shape): c.factor for c in comparisons
-                           if c.kind == "latency"})
-    action_files = report.write_action_benchmark(latest, data)
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
+    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs, changes)
+    action_files = report.write_action_benchmark(latest, data)
     outcome.lines += summary.table_lines(data, changes)
     outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label)
     built, reused = data["artifacts"]["built"], data["artifacts"]["reused"]

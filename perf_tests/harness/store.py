@@ -75,7 +75,6 @@ class ResultStore:
         self._memory: dict[str, dict] = {}
         self._quality: dict[str, dict] = {}
         self.quality_set = None
-        self.verdicts: list = []
 
     @property
     def memory_shape(self) -> str:
