@@ -113,9 +113,10 @@ class GateConfig:
     limits_file: Path
     test_set: str
     plant: Plant | None = None
-    baseline_run: str = "latest"  # the history run the regression check compares with
+    baseline_run: str = "latest"  # the history run(s) the regression check compares with
+    baseline_runs: int = 5  # with "latest": how many of the last runs make the baseline pool
     regression_factor: float = 1.10
-    regression_alpha: float = 0.01
+    regression_alpha: float = 0.05
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -208,12 +209,14 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                           "an existing history file")
     try:
         factor = float(options.get("regression_factor") or 1.10)
-        alpha = float(options.get("regression_alpha") or 0.01)
+        alpha = float(options.get("regression_alpha") or 0.05)
+        baseline_runs = int(options.get("baseline_runs") or 5)
     except ValueError:
-        raise ConfigError("--perf-regression-factor and --perf-regression-alpha take numbers") from None
-    if factor <= 1.0 or not 0.0 < alpha < 1.0:
-        raise ConfigError("--perf-regression-factor must be above 1 and --perf-regression-alpha "
-                          "between 0 and 1")
+        raise ConfigError("--perf-regression-factor, --perf-regression-alpha and "
+                          "--perf-baseline-runs take numbers") from None
+    if factor <= 1.0 or not 0.0 < alpha < 1.0 or baseline_runs < 1:
+        raise ConfigError("--perf-regression-factor must be above 1, --perf-regression-alpha "
+                          "between 0 and 1 and --perf-baseline-runs at least 1")
     return GateConfig(
         perf_model=model or DEFAULT_PERF_MODEL,
         quality_model=model or DEFAULT_QUALITY_MODEL,
@@ -226,6 +229,7 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                                   "results folder"),
         limits_file=limits_file.resolve(),
         test_set=options.get("test_set") or "wmt14",
-        plant=plant, baseline_run=baseline_run, regression_factor=factor,
+        plant=plant, baseline_run=baseline_run, baseline_runs=baseline_runs,
+        regression_factor=factor,
         regression_alpha=alpha,
     )

@@ -71,16 +71,23 @@ def load_runs(folder: Path) -> list[Run]:
     return sorted(runs, key=lambda run: (run.data.get("datetime", ""), run.number))
 
 
-def select_baseline(runs: list[Run], choice: str, current_run_id: str) -> Run | None:
-    """The run to compare with: "latest" (before this one), a run number, or a file path."""
+def select_pool(runs: list[Run], choice: str, current_run_id: str, size: int) -> list[Run]:
+    """The runs to compare with, oldest first: "latest" gives the last ``size`` runs before this
+    one; a run number or a file path pins that one run."""
     earlier = [run for run in runs if run.run_id != current_run_id]
     if choice == "latest":
-        return earlier[-1] if earlier else None
+        return earlier[-size:]
     if choice.isdigit():
-        return next((run for run in earlier if run.number == int(choice)), None)
+        return [run for run in earlier if run.number == int(choice)][-1:]
     path = Path(choice)
-    match = next((run for run in earlier if run.path.resolve() == path.resolve()), None)
+    match = [run for run in earlier if run.path.resolve() == path.resolve()]
     if match or not path.is_file():
-        return match
+        return match[-1:]
     data = json.loads(path.read_text(encoding="utf-8"))  # a pinned file outside the storage
-    return Run(path, 0, data)
+    return [Run(path, 0, data)]
+
+
+def pool_label(pool: list[Run]) -> str:
+    if len(pool) == 1:
+        return pool[0].label
+    return f"the last {len(pool)} runs, #{pool[0].number:04d}-#{pool[-1].number:04d}"

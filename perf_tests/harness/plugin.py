@@ -42,13 +42,15 @@ OPTIONS = {
     "limits": ("PERF_LIMITS", "limits TOML file (default: perf_tests/limits.toml)"),
     "test-set": ("PERF_TEST_SET", "sacrebleu test set for a real model (default: wmt14, i.e. "
                  "newstest2014); embedded models use the embedded test split"),
-    "baseline": ("PERF_BASELINE", "history run the regression check compares with: latest "
-                 "(default), a run number, or a pinned history file"),
-    "regression-factor": ("PERF_REGRESSION_FACTOR", "a latency change must exceed this median "
-                          "factor to count; for a candidate, of its ratio to the interleaved "
-                          "baseline (default: 1.10)"),
-    "regression-alpha": ("PERF_REGRESSION_ALPHA", "and be significant at this Mann-Whitney U "
-                         "level (default: 0.01)"),
+    "baseline": ("PERF_BASELINE", "history the regression check compares with: latest "
+                 "(default: a pool of the last --perf-baseline-runs runs), a run number, or a "
+                 "pinned history file"),
+    "baseline-runs": ("PERF_BASELINE_RUNS", "how many of the last runs make the baseline pool "
+                      "(default: 5)"),
+    "regression-factor": ("PERF_REGRESSION_FACTOR", "a variant's best round must grow by more "
+                          "than this factor over the pool's to count (default: 1.10)"),
+    "regression-alpha": ("PERF_REGRESSION_ALPHA", "and its rounds be slower than the pool's at "
+                         "this one-sided Mann-Whitney U level (default: 0.05)"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
               "onnx-int8:slowdown=0.25 (default: none)"),
 }

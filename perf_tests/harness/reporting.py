@@ -19,22 +19,27 @@ class Outcome:
     regressed: list[Comparison] = field(default_factory=list)
 
 
-def current_latency(store) -> dict:
+def current_latency(gate) -> dict:
+    """This run's latency entries in the shape history.Run.latency() gives earlier ones."""
+    config = gate.config
+    how = {"model": gate.specs["perf"].name, "threads": config.threads,
+           "new_tokens": config.new_tokens}
     return {key: {"data": result.samples_s,
-                  "extra_info": {"paired_baseline_s": result.paired_baseline_s}}
-            for key, result in store.latency.items()}
+                  "extra_info": {"paired_baseline_s": result.paired_baseline_s, **how}}
+            for key, result in gate.store.latency.items()}
 
 
 def compare_with_history(gate, data: dict, runs: list) -> tuple[list[Comparison], str | None]:
     config = gate.config
-    baseline = history.select_baseline(runs, config.baseline_run, gate.run_id)
-    if baseline is None:
+    pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
+    if not pool:
         return [], None
-    label = f"{baseline.label} ({baseline.path.name})"
-    comparisons = regression.compare_latency(current_latency(gate.store), baseline.latency(),
+    label = history.pool_label(pool)
+    comparisons = regression.compare_latency(current_latency(gate), [run.latency() for run in pool],
                                              config.regression_factor, config.regression_alpha,
-                                             baseline.label)
-    comparisons += regression.compare_summaries(data, baseline.gate, baseline.label)
+                                             label)
+    latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
+    comparisons += regression.compare_summaries(data, latest.gate, latest.label)
     return comparisons, label
 
 
