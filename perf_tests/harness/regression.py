@@ -35,8 +35,9 @@ MEMORY_TOLERANCE = 0.10  # peak memory may grow 10 % (plus 5 MB) before it count
 MEMORY_SLACK_MB = 5.0
 DISK_TOLERANCE = 0.01
 SCORE_DROP = 0.5  # BLEU or chrF points
-# a latency entry is compared only with earlier entries measured the same way
-COMPARABLE_KEYS = ("model", "threads", "new_tokens")
+# a latency entry is compared only with earlier entries measured the same way (the model is what
+# is under test, so a new model is compared with the old one)
+COMPARABLE_KEYS = ("threads", "new_tokens")
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,21 @@ def _drop(kind, variant, new, old, label) -> Comparison:
                       message)
 
 
+def _same(now: dict, then: dict, part: str, keys: tuple[str, ...], figure: str = "") -> bool:
+    new, old = now.get(part), then.get(part)
+    if not (new and old) or (figure and not (figure in new and figure in old)):
+        return False
+    return all(new.get(key) == old.get(key) for key in keys)
+
+
 def compare_summaries(current: dict, baseline: dict, label: str) -> list[Comparison]:
-    """Memory, size on disk, BLEU and chrF of each variant, from the two runs' summaries."""
+    """Memory, size on disk, BLEU and chrF of each variant, from the two runs' summaries; memory
+    only at the same shape, scores only on the same sentences (smoke scores 300, full all)."""
     out = []
     old_variants = baseline.get("variants", {})
     for variant, now in current.get("variants", {}).items():
         then = old_variants.get(variant, {})
-        if "memory" in now and "memory" in then:
+        if _same(now, then, "memory", ("shape",)):
             out.append(_growth("peak memory", variant, now["memory"]["peak_above_baseline_mb"],
                                then["memory"]["peak_above_baseline_mb"], MEMORY_TOLERANCE,
                                MEMORY_SLACK_MB, "MB", label))
@@ -151,7 +160,7 @@ def compare_summaries(current: dict, baseline: dict, label: str) -> list[Compari
             out.append(_growth("size on disk", variant, now["disk_mb"], then["disk_mb"],
                                DISK_TOLERANCE, 0.0, "MB", label))
         for score in ("bleu", "chrf"):
-            if score in now.get("quality", {}) and score in then.get("quality", {}):
+            if _same(now, then, "quality", ("sentences", "test_set"), score):
                 out.append(_drop(score.replace("bleu", "BLEU").replace("chrf", "chrF"), variant,
                                  now["quality"][score], then["quality"][score], label))
     return out

@@ -22,8 +22,7 @@ class Outcome:
 def current_latency(gate) -> dict:
     """This run's latency entries in the shape history.Run.latency() gives earlier ones."""
     config = gate.config
-    how = {"model": gate.specs["perf"].name, "threads": config.threads,
-           "new_tokens": config.new_tokens}
+    how = {"threads": config.threads, "new_tokens": config.new_tokens}
     return {key: {"data": result.samples_s,
                   "extra_info": {"paired_baseline_s": result.paired_baseline_s, **how}}
             for key, result in gate.store.latency.items()}
