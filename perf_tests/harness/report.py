@@ -12,7 +12,8 @@ from perf_tests.harness.store import write_json
 from perf_tests.harness.summary import table_lines
 
 
-def comparison_lines(comparisons: list[Comparison], baseline_label: str | None) -> list[str]:
+def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
+                     notes: list[str] = ()) -> list[str]:
     """One row per compared figure: baseline, now, change and p; for latency the best round
     (the baseline's is the median over its runs) and the change of its ratio to the interleaved
     baseline rounds (a candidate regresses only when both grew)."""
@@ -30,12 +31,14 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None) 
                      f"{(c.factor - 1) * 100:>+7.1f}% {format_p(c.p_value, '-'):>7} {ratio}  "
                      f"{'REGRESSED' if c.regressed else 'ok'}")
     failed = [c for c in comparisons if c.regressed]
+    lines += list(notes)
     lines.append(f"regression check: {len(comparisons) - len(failed)} ok, {len(failed)} regressed")
     return lines
 
 
 def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
-                   baseline_label: str | None, plots: list[Path], changes: dict) -> None:
+                   baseline_label: str | None, plots: list[Path], changes: dict,
+                   notes: list[str] = ()) -> None:
     machine = summary["machine"]
     out = ["# seq2seq-perf-gate report", "",
            f"- created: {summary['created']}",
@@ -50,7 +53,7 @@ def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
            "## Verdicts", ""]
     out += [f"- {'PASS' if v['passed'] else 'FAIL'} {v['message']}" for v in summary["verdicts"]]
     out += ["", "## Change since the baseline", "", "```",
-            *comparison_lines(comparisons, baseline_label), "```", "", "## sacrebleu signatures", ""]
+            *comparison_lines(comparisons, baseline_label, notes), "```", "", "## sacrebleu signatures", ""]
     for name, entry in summary["variants"].items():
         quality = entry.get("quality")
         if quality:

@@ -28,18 +28,30 @@ def current_latency(gate) -> dict:
             for key, result in gate.store.latency.items()}
 
 
-def compare_with_history(gate, data: dict, runs: list) -> tuple[list[Comparison], str | None]:
+@dataclass
+class HistoryComparison:
+    comparisons: list[Comparison] = field(default_factory=list)
+    label: str | None = None  # None: no earlier run
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     config = gate.config
     pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
     if not pool:
-        return [], None
-    label = history.pool_label(pool)
-    comparisons = regression.compare_latency(current_latency(gate), [run.latency() for run in pool],
-                                             config.regression_factor, config.regression_alpha,
-                                             label)
+        return HistoryComparison()
+    found = HistoryComparison(label=history.pool_label(pool))
+    needed = min(regression.MIN_POOL, config.baseline_runs)
+    if config.baseline_run != "latest" or len(pool) >= needed:
+        found.comparisons = regression.compare_latency(
+            current_latency(gate), [run.latency() for run in pool], config.regression_factor,
+            config.regression_alpha, found.label)
+    else:
+        found.notes.append(f"latency not judged yet: {len(pool)} earlier run(s), the check needs "
+                           f"{needed} (one run is too noisy a baseline on a shared machine)")
     latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
-    comparisons += regression.compare_summaries(data, latest.gate, latest.label)
-    return comparisons, label
+    found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)
+    return found
 
 
 def finish_run(gate) -> Outcome:
@@ -50,7 +62,8 @@ def finish_run(gate) -> Outcome:
         warnings.simplefilter("always", history.HistoryWarning)
         runs = history.load_runs(history.storage_folder(config.results_dir, config.arch))
     outcome = Outcome([f"perf-gate: WARNING {w.message}" for w in caught])
-    comparisons, baseline_label = compare_with_history(gate, data, runs)
+    found = compare_with_history(gate, data, runs)
+    comparisons, baseline_label = found.comparisons, found.label
     outcome.regressed = [c for c in comparisons if c.regressed]
     pngs = [plots.latency_bars(data, latest / "latency.png")]
     if any("memory" in v for v in data["variants"].values()):
@@ -60,10 +73,11 @@ def finish_run(gate) -> Outcome:
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
-    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs, changes)
+    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs, changes,
+                          found.notes)
     action_files = report.write_action_benchmark(latest, data)
     outcome.lines += summary.table_lines(data, changes)
-    outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label)
+    outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label, found.notes)
     built, reused = data["artifacts"]["built"], data["artifacts"]["reused"]
     outcome.lines += ["", f"artifacts: {len(built)} built ({', '.join(built) or 'none'}), "
                       f"{len(reused)} reused from the cache ({', '.join(reused) or 'none'})"]
