@@ -16,6 +16,12 @@ from crying wolf; each was measured, on 20 unchanged runs in a row (results/READ
   The ratio is the guard, not the figure judged: pytorch-fp32 suffers more than int8 from a
   neighbour's use of the shared cache, so onnx-int8's ratio ranged over 0.33-0.47 unchanged.
 
+A change that passes (1) and (2) is a suspect: before it can fail the gate, the run measures it
+again in a second window, at the end of the run, and judges both windows' rounds together. A
+slow spell of the machine rarely lasts into the second window; a real regression does. (One
+planted 25 % slowdown slipped through the guard below when only the pytorch-fp32 rounds of its
+window were slowed by a neighbour: best round +24 %, ratio +2.6 %.)
+
 The baseline variant has no partner; its best round needs a larger factor (1.25 by default).
 Latency is judged once 3 earlier runs exist: against a single run, the replay of 20 unchanged
 runs caught at most 16 of 19 planted slowdowns, and an unchanged onnx-o3 run tripped the check.
@@ -97,6 +103,20 @@ def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float
             out.append(_compare_entry(key, now, earlier, factor, alpha, label, ratio_factor,
                                       absolute_only_factor))
     return out
+
+
+def suspected(comparison: Comparison, factor: float, alpha: float) -> bool:
+    """Large and significant, whatever the guard said: worth a second window."""
+    return (comparison.kind == "latency" and comparison.factor > factor
+            and comparison.p_value is not None and comparison.p_value < alpha)
+
+
+def with_second_window(entry: dict, window: dict) -> dict:
+    """Both windows' rounds as one latency entry."""
+    info = entry["extra_info"]
+    paired = list(info.get("paired_baseline_s") or []) + list(window["paired_baseline_s"])
+    return {"data": list(entry["data"]) + list(window["data"]),
+            "extra_info": {**info, "paired_baseline_s": paired}}
 
 
 def _compare_entry(key, now, earlier, factor, alpha, label, ratio_limit,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from perf_tests.harness import history, plots, regression, report, summary
+from perf_tests.harness import history, latency, plots, regression, report, summary
+from perf_tests.harness.progress import outline
 from perf_tests.harness.regression import Comparison
 
 
@@ -35,23 +36,48 @@ class HistoryComparison:
     notes: list[str] = field(default_factory=list)
 
 
-def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
+def compare_with_history(gate, data: dict, runs: list, second_window=None) -> HistoryComparison:
+    """``second_window(variant, shape)`` re-measures a suspect (default: latency.second_window)."""
     config = gate.config
+    if second_window is None:
+        def second_window(variant, shape):
+            return latency.second_window(gate.pool, config, variant, shape)
     pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
     if not pool:
         return HistoryComparison()
     found = HistoryComparison(label=history.pool_label(pool))
     needed = min(regression.MIN_POOL, config.baseline_runs)
     if config.baseline_run != "latest" or len(pool) >= needed:
-        found.comparisons = regression.compare_latency(
-            current_latency(gate), [run.latency() for run in pool], config.regression_factor,
-            config.regression_alpha, found.label)
+        found.comparisons = _confirmed(current_latency(gate), [run.latency() for run in pool],
+                                       config, found, second_window)
     else:
         found.notes.append(f"latency not judged yet: {len(pool)} earlier run(s), the check needs "
                            f"{needed} (one run is too noisy a baseline on a shared machine)")
     latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
     found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)
     return found
+
+
+def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison,
+               second_window) -> list[Comparison]:
+    """Compare; re-measure each suspect in a second window and judge both windows together."""
+    factor, alpha = config.regression_factor, config.regression_alpha
+    comparisons = regression.compare_latency(current, pool, factor, alpha, found.label)
+    for index, first in enumerate(comparisons):
+        if not regression.suspected(first, factor, alpha):
+            continue
+        key = (first.variant, first.shape)
+        with outline(f"re-measuring {first.variant} [{first.shape}] in a second window: best "
+                     f"round {first.factor:.2f}x the baseline's"):
+            window = second_window(*key)
+        both = {key: regression.with_second_window(current[key], window)}
+        [judged] = regression.compare_latency(both, pool, factor, alpha,
+                                              f"{found.label}; both windows")
+        comparisons[index] = judged
+        found.notes.append(f"{first.variant} [{first.shape}]: second window best round "
+                           f"{min(window['data']) * 1000:.1f} ms (first {first.current * 1000:.1f}"
+                           f" ms): {'regression confirmed' if judged.regressed else 'not confirmed'}")
+    return comparisons
 
 
 def finish_run(gate) -> Outcome:

@@ -187,9 +187,54 @@ def test_latency_waits_for_three_earlier_runs_unless_one_is_pinned(tmp_path):
     assert found.comparisons == [] and found.label == "the last 2 runs, #0001-#0002"
     assert found.notes == ["latency not judged yet: 2 earlier run(s), the check needs 3 (one run "
                            "is too noisy a baseline on a shared machine)"]
-    pinned = reporting.compare_with_history(fake_gate(tmp_path, "2"), {"variants": {}}, runs)
-    assert [c.kind for c in pinned.comparisons] == ["latency"] and not pinned.notes
+    again = lambda variant, shape: {"data": [0.1] * 8, "paired_baseline_s": []}  # noqa: E731
+    pinned = reporting.compare_with_history(fake_gate(tmp_path, "2"), {"variants": {}}, runs, again)
+    assert [c.kind for c in pinned.comparisons] == ["latency"]
+    assert not any(note.startswith("latency not judged") for note in pinned.notes)
     write_run(tmp_path, 3, "c", "2026-11-24T13:00:00")
     found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}},
-                                           history.load_runs(tmp_path))
-    assert [c.kind for c in found.comparisons] == ["latency"] and not found.notes
+                                           history.load_runs(tmp_path), again)
+    assert [c.kind for c in found.comparisons] == ["latency"]
+
+
+def write_steady_history(folder, runs, rng):
+    for number in range(1, runs + 1):
+        info = {"variant": "onnx-int8", "shape": "b1-s16", "threads": 2, "new_tokens": 32,
+                "paired_baseline_s": noisy(0.300, 8, rng)}
+        bench = {"extra_info": info, "stats": {"data": noisy(0.120, 8, rng)}}
+        path = folder / "machine" / f"{number:04d}_abc_2026-11-24T10:{number:02d}:00.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"datetime": f"2026-11-24T10:{number:02d}:00",
+                                    "benchmarks": [bench], "perf_gate": {"run_id": str(number)}}))
+    return history.load_runs(folder)
+
+
+@pytest.mark.parametrize("second_best, confirmed", [(0.120, False), (0.156, True)])
+def test_a_suspect_is_judged_with_a_second_window(tmp_path, second_best, confirmed):
+    """A slow first window is a suspect; the second window decides."""
+    rng = random.Random(10)
+    runs = write_steady_history(tmp_path, 5, rng)
+    gate = fake_gate(tmp_path)
+    gate.store.latency[("onnx-int8", "b1-s16")] = SimpleNamespace(
+        samples_s=noisy(0.156, 8, rng), paired_baseline_s=noisy(0.300, 8, rng))
+    asked = []
+
+    def second_window(variant, shape):
+        asked.append((variant, shape))
+        return {"data": noisy(second_best, 8, rng), "paired_baseline_s": noisy(0.300, 8, rng)}
+
+    found = reporting.compare_with_history(gate, {"variants": {}}, runs, second_window)
+    [result] = found.comparisons
+    assert asked == [("onnx-int8", "b1-s16")]
+    assert result.regressed is confirmed
+    assert "both windows" in result.message
+    verdict = "regression confirmed" if confirmed else "not confirmed"
+    assert found.notes[-1].startswith("onnx-int8 [b1-s16]: second window best round")
+    assert found.notes[-1].endswith(verdict)
+
+
+def test_no_second_window_without_a_suspect(tmp_path):
+    runs = write_steady_history(tmp_path, 5, random.Random(11))
+    found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}}, runs,
+                                           lambda *key: pytest.fail("measured again"))
+    assert [c.regressed for c in found.comparisons] == [False] and not found.notes
