@@ -70,7 +70,7 @@ class Shape:
 class Plant:
     """A regression planted on purpose, so the suite can test itself: off unless asked for.
 
-    ``slowdown=F`` sleeps F times each generate call's own duration after it (a 25 % slower
+    ``slowdown=F`` spins F times each generate call's own duration after it (a 25 % slower
     variant for F = 0.25); ``noise=S`` builds the variant from weights with seeded Gaussian noise
     of S times each tensor's standard deviation added (a quality regression).
     """
