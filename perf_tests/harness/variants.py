@@ -251,7 +251,7 @@ REGISTRY: dict[str, VariantKind] = {
 
 def _busy_wait(seconds: float) -> None:
     """Spin, not sleep: a real regression keeps the CPU busy. A sleeping plant let the vCPUs idle
-    before each interleaved pytorch-fp32 round, and those rounds came out about 10 % slower
+    before each interleaved pytorch-fp32 round, and those rounds came out about 14 % slower
     (median 294 ms in planted runs vs 257 ms in the unchanged runs just before), which hid part
     of the plant from the ratio."""
     deadline = time.perf_counter() + seconds
