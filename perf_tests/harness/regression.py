@@ -1,32 +1,29 @@
 """The regression check: this run against the runs before it, without crying wolf.
 
 As asv does, a latency change counts only when it is both large (a factor above 1.10 by default)
-and significant (one-sided Mann-Whitney U, p below alpha). Three choices keep a shared 2-core VM
-from crying wolf; each was measured, on 20 unchanged runs in a row (results/README.md):
+and significant (one-sided Mann-Whitney U, p below alpha). What keeps a shared 2-core VM from
+crying wolf was measured on 20 unchanged runs in a row and in the fidelity test
+(results/README.md):
 
 - The figure compared is a variant's best round, not its median: a noisy neighbour only ever
   adds time, so the best round moves least between unchanged runs (onnx-int8's best stayed within
   113-128 ms over 18 of 20 runs while its median wandered over 115-174 ms).
 - The baseline is a pool of the last few comparable runs (5 by default): the median of their
   best rounds, and all their rounds for the test, so one lucky or unlucky run is outvoted.
-- A candidate must also have slowed relative to the baseline variant's interleaved rounds (its
-  median over theirs, the summary's ratio, grown by a factor of 1.04 by default): when the whole
-  machine slows, both do. Medians here, not best rounds: a ratio of two best rounds hangs on one
-  lucky baseline round (an unchanged onnx-o3 run moved by +26 % so, its median ratio by +1.5 %).
-  The ratio is the guard, not the figure judged: pytorch-fp32 suffers more than int8 from a
-  neighbour's use of the shared cache, so onnx-int8's ratio ranged over 0.33-0.47 unchanged.
+- A change that is large and significant is a suspect: before it can fail the gate, the run
+  measures it again in a second window, at the end of the run, and judges both windows' rounds
+  together, so both windows must be slow. A slow spell of the machine rarely lasts into the
+  second window; a real regression does.
 
-A change that passes (1) and (2) is a suspect: before it can fail the gate, the run measures it
-again in a second window, at the end of the run, and judges both windows' rounds together. A
-slow spell of the machine rarely lasts into the second window; a real regression does. (One
-planted 25 % slowdown slipped through the guard below when only the pytorch-fp32 rounds of its
-window were slowed by a neighbour: best round +24 %, ratio +2.6 %.)
-
-The baseline variant has no partner; its best round needs a larger factor (1.25 by default).
-Latency is judged once 3 earlier runs exist: against a single run, the replay of 20 unchanged
-runs caught at most 16 of 19 planted slowdowns, and an unchanged onnx-o3 run tripped the check.
-Memory, size on disk and quality have no run-to-run noise worth a test: they regress past a
-fixed tolerance against the most recent run of the pool.
+The ratio to the interleaved pytorch-fp32 rounds is reported beside each change, not judged: it
+moved by up to 15 % either way between unchanged runs, and in planted runs the interleaved
+pytorch-fp32 rounds slowed too (a 25 % plant showed a ratio change of -1.3 % to +34 %), so as a
+condition it hid 1 to 2 of 5 planted slowdowns in three fidelity sessions.
+The baseline variant's best round, which moves more between runs (233-425 ms as a partner over
+20 unchanged runs), needs a larger factor (1.25 by default). Latency is judged once 3 earlier
+runs exist: against a single run, the replay of 20 unchanged runs caught at most 16 of 19 planted
+slowdowns. Memory, size on disk and quality have no run-to-run noise worth a test: they regress
+past a fixed tolerance against the most recent run of the pool.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from scipy.stats import mannwhitneyu
 
 DEFAULT_FACTOR = 1.10
 DEFAULT_ALPHA = 0.05  # the factors guard against false alarms; the test against one odd round
-RATIO_FACTOR = 1.04  # midway between the worst unchanged (1.015) and planted (1.074) runs seen
 ABSOLUTE_ONLY_FACTOR = 1.25  # for the baseline variant, which has no interleaved partner
 POOL_SIZE = 5
 MIN_POOL = 3  # latency is judged once this many earlier runs exist (unless a run is pinned)
@@ -90,8 +86,7 @@ def _comparable(now: dict, then: dict) -> bool:
 
 
 def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float, label: str,
-                    ratio_factor: float = RATIO_FACTOR,
-                    absolute_only_factor: float = ABSOLUTE_ONLY_FACTOR) -> list[Comparison]:
+                    baseline_factor: float = ABSOLUTE_ONLY_FACTOR) -> list[Comparison]:
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
     dicts of the same kind, oldest first."""
     out = []
@@ -100,15 +95,13 @@ def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float
         earlier = [run[key] for run in pool
                    if key in run and run[key]["data"] and _comparable(now, run[key])]
         if now["data"] and earlier:
-            out.append(_compare_entry(key, now, earlier, factor, alpha, label, ratio_factor,
-                                      absolute_only_factor))
+            out.append(_compare_entry(key, now, earlier, factor, alpha, label, baseline_factor))
     return out
 
 
-def suspected(comparison: Comparison, factor: float, alpha: float) -> bool:
-    """Large and significant, whatever the guard said: worth a second window."""
-    return (comparison.kind == "latency" and comparison.factor > factor
-            and comparison.p_value is not None and comparison.p_value < alpha)
+def suspected(comparison: Comparison) -> bool:
+    """Large and significant in the first window: worth a second one before failing the gate."""
+    return comparison.kind == "latency" and comparison.regressed
 
 
 def with_second_window(entry: dict, window: dict) -> dict:
@@ -119,8 +112,7 @@ def with_second_window(entry: dict, window: dict) -> dict:
             "extra_info": {**info, "paired_baseline_s": paired}}
 
 
-def _compare_entry(key, now, earlier, factor, alpha, label, ratio_limit,
-                   absolute_only_factor) -> Comparison:
+def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor) -> Comparison:
     variant, shape = key
     best_now = min(now["data"])
     best_then = statistics.median(min(entry["data"]) for entry in earlier)
@@ -130,18 +122,17 @@ def _compare_entry(key, now, earlier, factor, alpha, label, ratio_limit,
     ratio_now = _ratio(now)
     ratios_then = [r for r in map(_ratio, earlier) if r is not None]
     if ratio_now is not None and ratios_then:
+        limit = factor
         ratio_then = statistics.median(ratios_then)
         ratio_grew = ratio_now / ratio_then
-        regressed = grew > factor and ratio_grew > ratio_limit and significant
-        detail = (f"; ratio to the interleaved baseline {ratio_now:.3f} vs {ratio_then:.3f}, "
-                  f"factor {ratio_grew:.3f} (limit {ratio_limit:.2f})")
+        detail = (f"; ratio to the interleaved baseline {ratio_now:.3f} vs {ratio_then:.3f} "
+                  f"(factor {ratio_grew:.3f}, reported, not judged)")
     else:
-        ratio_grew = None
-        regressed = grew > absolute_only_factor and significant
-        detail = f"; no interleaved partner, so the factor must exceed {absolute_only_factor:.2f}"
+        limit, ratio_grew, detail = baseline_factor, None, ""
+    regressed = grew > limit and significant
     verdict = "regressed" if regressed else "unchanged"
     message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms vs "
-               f"{best_then * 1000:.1f} ms in {label} (factor {grew:.3f}, limit {factor:.2f}), "
+               f"{best_then * 1000:.1f} ms in {label} (factor {grew:.3f}, limit {limit:.2f}), "
                f"Mann-Whitney U p={format_p(p_value)} (alpha {alpha}){detail}")
     return Comparison("latency", variant, shape, best_then, best_now, grew, p_value, regressed,
                       message, ratio_grew)

@@ -38,7 +38,7 @@ def test_clear_slowdown_is_a_regression_with_a_full_message():
     assert result.regressed and result.factor > 1.10 and result.ratio_factor > 1.04
     for part in ("onnx-int8 [b1-s16] latency regressed: best round 1", "in the last runs",
                  "limit 1.10", "Mann-Whitney U p=0.0000", "ratio to the interleaved baseline",
-                 "(limit 1.04)"):
+                 "reported, not judged"):
         assert part in result.message
 
 
@@ -71,16 +71,6 @@ def test_a_faster_baseline_is_not_blamed_on_the_candidate():
     pool = steady_pool(rng, baseline=0.300)
     [result] = compare(latency_entry(noisy(0.120, 16, rng), noisy(0.240, 16, rng)), pool)
     assert result.ratio_factor > 1.15 and not result.regressed
-
-
-def test_machine_drift_alone_is_not_a_regression():
-    """Seen here in an A/A run: onnx-int8's best round 25 % slower, and pytorch-fp32's more so
-    (a neighbour using the shared cache), so its ratio fell."""
-    rng = random.Random(6)
-    pool = steady_pool(rng, candidate=0.120, baseline=0.310)
-    [result] = compare(latency_entry(noisy(0.151, 16, rng), noisy(0.425, 16, rng)), pool)
-    assert result.factor > 1.2 and result.p_value < 0.01 and not result.regressed
-    assert result.ratio_factor < 1.0
 
 
 def test_a_slower_variant_moves_both_and_regresses():
@@ -211,7 +201,8 @@ def write_steady_history(folder, runs, rng):
 
 @pytest.mark.parametrize("second_best, confirmed", [(0.120, False), (0.156, True)])
 def test_a_suspect_is_judged_with_a_second_window(tmp_path, second_best, confirmed):
-    """A slow first window is a suspect; the second window decides."""
+    """A slow first window (a slow spell of the machine, or a real regression) is a suspect; the
+    second window decides."""
     rng = random.Random(10)
     runs = write_steady_history(tmp_path, 5, rng)
     gate = fake_gate(tmp_path)
