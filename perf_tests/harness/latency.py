@@ -24,12 +24,18 @@ def _timed(call) -> float:
     return time.perf_counter() - started
 
 
-def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
-            shape: Shape) -> LatencyResult:
-    engine = pool.engine(variant, "perf")
+def _workload(pool: VariantPool, config: GateConfig, variant: str, shape: Shape):
+    """The engine, its interleaved baseline engine (None for the baseline itself), the inputs and
+    the generate settings of one latency test; both windows of a test use the same."""
     baseline = None if variant == config.baseline else pool.engine(config.baseline, "perf")
     inputs = workloads.latency_inputs(pool.tokenizer("perf"), pool.specs["perf"].prefix, shape)
-    settings = workloads.latency_settings(config.new_tokens)
+    return (pool.engine(variant, "perf"), baseline, inputs,
+            workloads.latency_settings(config.new_tokens))
+
+
+def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
+            shape: Shape) -> LatencyResult:
+    engine, baseline, inputs, settings = _workload(pool, config, variant, shape)
 
     first_call_s = _timed(lambda: engine.generate(inputs, **settings))  # apart from steady state
     paired: list[float] = []
@@ -50,10 +56,7 @@ def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
 def second_window(pool: VariantPool, config: GateConfig, variant: str, shape_id: str) -> dict:
     """The same interleaved rounds, timed now: {"data": [s, ...], "paired_baseline_s": [...]}."""
     shape = next(s for s in config.shapes if s.id == shape_id)
-    engine = pool.engine(variant, "perf")
-    baseline = None if variant == config.baseline else pool.engine(config.baseline, "perf")
-    inputs = workloads.latency_inputs(pool.tokenizer("perf"), pool.specs["perf"].prefix, shape)
-    settings = workloads.latency_settings(config.new_tokens)
+    engine, baseline, inputs, settings = _workload(pool, config, variant, shape)
     samples: list[float] = []
     paired: list[float] = []
     for round_number in range(config.profile.warmup_rounds + config.rounds):

@@ -103,11 +103,6 @@ def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float
     return out
 
 
-def suspected(comparison: Comparison) -> bool:
-    """Large and significant in the first window: worth a second one before failing the gate."""
-    return comparison.kind == "latency" and comparison.regressed
-
-
 def with_second_window(entry: dict, window: dict) -> dict:
     """Both windows' rounds as one latency entry."""
     info = entry["extra_info"]

@@ -64,7 +64,7 @@ def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison
     factor, alpha = config.regression_factor, config.regression_alpha
     comparisons = regression.compare_latency(current, pool, factor, alpha, found.label)
     for index, first in enumerate(comparisons):
-        if not regression.suspected(first):
+        if not first.regressed:  # a suspect: large and significant in the first window
             continue
         key = (first.variant, first.shape)
         with outline(f"re-measuring {first.variant} [{first.shape}] in a second window: best "
