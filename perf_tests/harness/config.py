@@ -17,6 +17,7 @@ from perf_tests.harness.cpu import PRESETS, CpuInfo
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8")
 BASELINE = "pytorch-fp32"
+ALL_VARIANTS = "all"  # --perf-plant all:...: every variant
 DEFAULT_PERF_MODEL = "t5-small-random"
 DEFAULT_QUALITY_MODEL = "t5-tiny-enfr"
 SHAPE_PATTERN = re.compile(r"^b(\d+)-s(\d+)$")
@@ -72,20 +73,26 @@ class Plant:
 
     ``slowdown=F`` spins F times each generate call's own duration after it (a 25 % slower
     variant for F = 0.25); ``noise=S`` builds the variant from weights with seeded Gaussian noise
-    of S times each tensor's standard deviation added (a quality regression).
+    of S times each tensor's standard deviation added (a quality regression). The variant
+    ``all`` plants it in every variant: ``all:slowdown=0.3`` is a machine 30 % slower, which the
+    regression check must not take for a regression.
     """
 
     variant: str
     slowdown: float = 0.0
     noise: float = 0.0
 
+    def applies_to(self, variant: str) -> bool:
+        return self.variant in (variant, ALL_VARIANTS)
+
     @classmethod
     def parse(cls, text: str) -> Plant:
         variant, _, spec = text.partition(":")
         key, _, value = spec.partition("=")
-        if variant not in VARIANTS or key not in ("slowdown", "noise"):
+        if variant not in (*VARIANTS, ALL_VARIANTS) or key not in ("slowdown", "noise"):
             raise ConfigError(f"--perf-plant {text!r}: expected <variant>:slowdown=<fraction> or "
-                              "<variant>:noise=<scale>, for example onnx-int8:slowdown=0.25")
+                              "<variant>:noise=<scale> (<variant> may be all), for example "
+                              "onnx-int8:slowdown=0.25")
         try:
             amount = float(value)
         except ValueError:

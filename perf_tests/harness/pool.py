@@ -49,7 +49,7 @@ class VariantPool:
 
     def _planted_noise(self, variant: str) -> float:
         plant = self.config.plant
-        return plant.noise if plant and plant.variant == variant else 0.0
+        return plant.noise if plant and plant.applies_to(variant) else 0.0
 
     def _build(self, variant: str, role: str) -> Path:
         kind = variants.REGISTRY[variant]
@@ -95,7 +95,7 @@ class VariantPool:
         if key not in self._engines:
             folder = self.artifact(variant, role)
             plant = self.config.plant
-            slowdown = plant.slowdown if plant and plant.variant == variant else 0.0
+            slowdown = plant.slowdown if plant and plant.applies_to(variant) else 0.0
             with outline(f"loading {variant} ({self.specs[role].name}, "
                          f"{self.config.threads} threads)"):
                 self._engines[key] = variants.load(variants.REGISTRY[variant], folder,

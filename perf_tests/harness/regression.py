@@ -22,6 +22,16 @@ rounds slowed too (a 25 % plant showed a ratio change of -1.3 % to +57 %), so re
 fell by more than 5 %, the baseline's rounds slowed more than the candidate's, which is the
 machine, not the candidate (an unchanged onnx-o3 run: best round +26.6 % in both windows of one
 process, ratio -11.1 %).
+What the veto and the second window do not catch is a machine that stays slow for a whole run
+(two unchanged tox runs failed so: onnx-fp32 best round +39.6 % and pytorch-fp32 +30.8 % in the
+same run, both confirmed by their second windows). So each comparison reads the machine's drift
+off the baseline variant: for a candidate, pytorch-fp32's best round at the same shape, both in its
+own test and in the rounds interleaved with the candidate (the lesser of the two growths, so a
+slow spell in one of them is not taken for the machine); for pytorch-fp32, the median growth of
+the candidates at its shape. When that drift passes the factor itself, the machine was slow: the
+candidate is judged on its growth over the drift, and the pool's rounds are scaled by the drift
+for the test. A drift under the factor is noise and changes nothing, so it cannot hide a planted
+slowdown on a steady machine.
 The baseline variant's best round, which moves more between runs (233-425 ms as a partner over
 20 unchanged runs), needs a larger factor (1.25 by default). Latency is judged once 3 earlier
 runs exist: against a single run, the replay of 20 unchanged runs caught at most 16 of 19 planted
@@ -35,6 +45,8 @@ import statistics
 from dataclasses import dataclass
 
 from scipy.stats import mannwhitneyu
+
+from perf_tests.harness.config import BASELINE
 
 DEFAULT_FACTOR = 1.10
 DEFAULT_ALPHA = 0.05  # the factors guard against false alarms; the test against one odd round
@@ -63,6 +75,14 @@ class Comparison:
     regressed: bool
     message: str
     ratio_factor: float | None = None
+    machine_factor: float | None = None  # the drift the growth was divided by; None: none applied
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How much slower the machine ran for one comparison: the reference's growth, and whence."""
+    growth: float
+    source: str
 
 
 def format_p(value: float | None, missing: str = "n/a") -> str:
@@ -90,17 +110,46 @@ def _comparable(now: dict, then: dict) -> bool:
 
 
 def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float, label: str,
-                    baseline_factor: float = ABSOLUTE_ONLY_FACTOR) -> list[Comparison]:
+                    baseline_factor: float = ABSOLUTE_ONLY_FACTOR,
+                    baseline: str = BASELINE) -> list[Comparison]:
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
-    dicts of the same kind, oldest first."""
-    out = []
-    for key in sorted(current):
-        now = current[key]
-        earlier = [run[key] for run in pool
-                   if key in run and run[key]["data"] and _comparable(now, run[key])]
-        if now["data"] and earlier:
-            out.append(_compare_entry(key, now, earlier, factor, alpha, label, baseline_factor))
-    return out
+    dicts of the same kind, oldest first; baseline: the variant the machine's drift is read off."""
+    earlier = {}
+    for key, now in current.items():
+        found = [run[key] for run in pool
+                 if key in run and run[key]["data"] and _comparable(now, run[key])]
+        if now["data"] and found:
+            earlier[key] = found
+    growth = {key: best_growth(current[key]["data"], [e["data"] for e in found])
+              for key, found in earlier.items()}
+    return [_compare_entry(key, current[key], earlier[key], factor, alpha, label, baseline_factor,
+                           _drift(key, current, earlier, growth, baseline))
+            for key in sorted(earlier)]
+
+
+def best_growth(now: list[float], earlier: list[list[float]]) -> float:
+    """This run's best round over the median of the earlier runs' best rounds."""
+    return min(now) / statistics.median(min(rounds) for rounds in earlier)
+
+
+def _drift(key, current, earlier, growth, baseline) -> Drift | None:
+    variant, shape = key
+    if variant == baseline:
+        others = [g for (v, s), g in growth.items() if s == shape and v != baseline]
+        if not others:
+            return None
+        median = statistics.median(others)
+        return Drift(median, f"the other variants' best rounds at {shape}: x{median:.3f} "
+                             f"(median of {len(others)})")
+    own = growth.get((baseline, shape))
+    partner_now = current[key]["extra_info"].get("paired_baseline_s") or []
+    partner_then = [rounds for rounds in (e["extra_info"].get("paired_baseline_s")
+                                          for e in earlier[key]) if rounds]
+    if own is None or not partner_now or not partner_then:
+        return None
+    interleaved = best_growth(partner_now, partner_then)
+    return Drift(min(own, interleaved), f"{baseline} [{shape}] best round x{own:.3f} in its own "
+                                        f"test, x{interleaved:.3f} interleaved")
 
 
 def with_second_window(entry: dict, window: dict) -> dict:
@@ -111,12 +160,15 @@ def with_second_window(entry: dict, window: dict) -> dict:
             "extra_info": {**info, "paired_baseline_s": paired}}
 
 
-def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor) -> Comparison:
+def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor,
+                   drift: Drift | None) -> Comparison:
     variant, shape = key
     best_now = min(now["data"])
     best_then = statistics.median(min(entry["data"]) for entry in earlier)
     grew = best_now / best_then
-    p_value = _greater_p(now["data"], [x for entry in earlier for x in entry["data"]])
+    machine = drift.growth if drift is not None and drift.growth > factor else 1.0
+    judged = grew / machine
+    p_value = _greater_p(now["data"], [x * machine for entry in earlier for x in entry["data"]])
     significant = p_value is not None and p_value < alpha
     ratio_now = _ratio(now)
     ratios_then = [r for r in map(_ratio, earlier) if r is not None]
@@ -130,13 +182,16 @@ def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor) -> 
                   f"(factor {ratio_grew:.3f}; below {RATIO_VETO:.2f} the baseline slowed more)")
     else:
         limit, ratio_grew, detail = baseline_factor, None, ""
-    regressed = grew > limit and significant and regressed_vs_machine
+    if machine > 1.0:
+        detail += (f"; the machine slowed ({drift.source}): judged on factor {judged:.3f} = "
+                   f"{grew:.3f} / {machine:.3f}, the pool's rounds scaled alike for the test")
+    regressed = judged > limit and significant and regressed_vs_machine
     verdict = "regressed" if regressed else "unchanged"
     message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms vs "
                f"{best_then * 1000:.1f} ms in {label} (factor {grew:.3f}, limit {limit:.2f}), "
                f"Mann-Whitney U p={format_p(p_value)} (alpha {alpha}){detail}")
     return Comparison("latency", variant, shape, best_then, best_now, grew, p_value, regressed,
-                      message, ratio_grew)
+                      message, ratio_grew, machine if machine > 1.0 else None)
 
 
 def _growth(kind, variant, new, old, tolerance, slack, unit, label) -> Comparison:

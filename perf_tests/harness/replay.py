@@ -6,7 +6,8 @@
 Every run from the (pool+1)-th on is judged against the runs before it, as the gate judges a new
 run: once as it is (an A/A try: a regression here is a false alarm) and once with its rounds
 made ``1 + slowdown`` times slower, as ``--perf-plant <variant>:slowdown=`` makes them (a planted
-try: it should be caught). Many more tries than the fidelity test can afford, from runs a user
+try: it should be caught; only the variant's own rounds are slowed, so the machine's drift is read
+off the others as in the gate). Many more tries than the fidelity test can afford, from runs a user
 already has; the history is only read.
 """
 
@@ -23,6 +24,11 @@ def _slowed(entry: dict, factor: float) -> dict:
     return {**entry, "data": [sample * factor for sample in entry["data"]]}
 
 
+def _judged(current: dict, key, pool, factor, alpha, label) -> regression.Comparison | None:
+    found = regression.compare_latency(current, pool, factor, alpha, label)
+    return next((c for c in found if (c.variant, c.shape) == key), None)
+
+
 def replay(runs: list[history.Run], key: tuple[str, str], slowdown: float, pool_size: int,
            factor: float, alpha: float) -> tuple[list[str], int, int, int]:
     entries = [run.latency() for run in runs]
@@ -32,25 +38,28 @@ def replay(runs: list[history.Run], key: tuple[str, str], slowdown: float, pool_
             continue
         pool = entries[index - pool_size:index]
         label = f"the last {pool_size} runs"
-        unchanged = regression.compare_latency({key: entries[index][key]}, pool, factor, alpha,
-                                               label)
-        planted = regression.compare_latency({key: _slowed(entries[index][key], 1 + slowdown)},
-                                             pool, factor, alpha, label)
+        # the whole run is compared, as the gate compares it: the machine's drift is read off
+        # the other variants; the plant slows the variant's own rounds only
+        now = entries[index]
+        unchanged = _judged(now, key, pool, factor, alpha, label)
+        planted = _judged({**now, key: _slowed(now[key], 1 + slowdown)}, key, pool, factor,
+                          alpha, label)
         if not (unchanged and planted):
             continue  # nothing comparable in the pool
         tries += 1
-        false_alarms += unchanged[0].regressed
-        caught += planted[0].regressed
-        lines.append(f"#{runs[index].number:04d}  A/A {_row(unchanged[0])}   planted "
-                     f"{_row(planted[0])}")
+        false_alarms += unchanged.regressed
+        caught += planted.regressed
+        lines.append(f"#{runs[index].number:04d}  A/A {_row(unchanged)}   planted "
+                     f"{_row(planted)}")
     return lines, false_alarms, caught, tries
 
 
 def _row(comparison: regression.Comparison) -> str:
     ratio = "-" if comparison.ratio_factor is None else f"{comparison.ratio_factor:.3f}"
+    machine = "-" if comparison.machine_factor is None else f"{comparison.machine_factor:.3f}"
     verdict = "REGRESSED" if comparison.regressed else "ok"
-    return (f"best x{comparison.factor:.3f} ratio x{ratio} p={regression.format_p(comparison.p_value)}"
-            f" {verdict:<9}")
+    return (f"best x{comparison.factor:.3f} ratio x{ratio} machine x{machine} "
+            f"p={regression.format_p(comparison.p_value)} {verdict:<9}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,20 +15,24 @@ from perf_tests.harness.summary import table_lines
 def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
                      notes: list[str] = ()) -> list[str]:
     """One row per compared figure: baseline, now, change and p; for latency the best round
-    (the baseline's is the median over its runs) and the change of its ratio to the interleaved
-    baseline rounds (a candidate regresses only when both grew)."""
+    (the baseline's is the median over its runs), the change of its ratio to the interleaved
+    baseline rounds (a fall of more than 5 % vetoes) and the machine's drift where the change was
+    judged over it (the messages say how)."""
     if baseline_label is None:
         return ["regression check: no baseline yet (first run on this machine): passed"]
     lines = [f"change since {baseline_label} (latency: best round, ms)",
              f"{'figure':<30} {'baseline':>9} {'now':>9} {'change':>8} {'p':>7} "
-             f"{'ratio chg':>9}  verdict"]
+             f"{'ratio chg':>9} {'machine':>8}  verdict"]
     for c in comparisons:
         name = f"{c.variant} {c.kind}" + (f" {c.shape}" if c.shape else "")
         scale = 1000 if c.kind == "latency" else 1
         ratio = (f"{(c.ratio_factor - 1) * 100:>+8.1f}%" if c.ratio_factor is not None
                  else f"{'-':>9}")
+        machine = (f"{(c.machine_factor - 1) * 100:>+7.1f}%" if c.machine_factor is not None
+                   else f"{'-':>8}")
         lines.append(f"{name:<30} {c.baseline * scale:>9.2f} {c.current * scale:>9.2f} "
-                     f"{(c.factor - 1) * 100:>+7.1f}% {format_p(c.p_value, '-'):>7} {ratio}  "
+                     f"{(c.factor - 1) * 100:>+7.1f}% {format_p(c.p_value, '-'):>7} {ratio} "
+                     f"{machine}  "
                      f"{'REGRESSED' if c.regressed else 'ok'}")
     failed = [c for c in comparisons if c.regressed]
     lines += list(notes)

@@ -62,7 +62,8 @@ def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison
                second_window) -> list[Comparison]:
     """Compare; re-measure each suspect in a second window and judge both windows together."""
     factor, alpha = config.regression_factor, config.regression_alpha
-    comparisons = regression.compare_latency(current, pool, factor, alpha, found.label)
+    comparisons = regression.compare_latency(current, pool, factor, alpha, found.label,
+                                             baseline=config.baseline)
     for index, first in enumerate(comparisons):
         if not first.regressed:  # a suspect: large and significant in the first window
             continue
@@ -70,9 +71,11 @@ def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison
         with outline(f"re-measuring {first.variant} [{first.shape}] in a second window: best "
                      f"round {first.factor:.2f}x the baseline's"):
             window = second_window(*key)
-        both = {key: regression.with_second_window(current[key], window)}
-        [judged] = regression.compare_latency(both, pool, factor, alpha,
-                                              f"{found.label}; both windows")
+        # the whole run again, this key with both windows: the machine's drift needs the rest
+        both = {**current, key: regression.with_second_window(current[key], window)}
+        judged = next(c for c in regression.compare_latency(
+            both, pool, factor, alpha, f"{found.label}; both windows", baseline=config.baseline)
+            if (c.variant, c.shape) == key)
         comparisons[index] = judged
         found.notes.append(f"{first.variant} [{first.shape}]: second window best round "
                            f"{min(window['data']) * 1000:.1f} ms (first {first.current * 1000:.1f}"

@@ -98,3 +98,6 @@ def test_shape_and_plant_parsing():
     assert Shape.parse("b8-s64") == Shape(8, 64) and Shape(8, 64).id == "b8-s64"
     assert Plant.parse("onnx-int8:slowdown=0.25") == Plant("onnx-int8", slowdown=0.25)
     assert Plant.parse("onnx-int8:noise=0.1") == Plant("onnx-int8", noise=0.1)
+    machine = Plant.parse("all:slowdown=0.3")
+    assert machine.applies_to("pytorch-fp32") and machine.applies_to("onnx-int8")
+    assert not Plant("onnx-int8", slowdown=0.3).applies_to("onnx-o3")
