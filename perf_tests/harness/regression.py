@@ -29,9 +29,13 @@ off the baseline variant: for a candidate, pytorch-fp32's best round at the same
 own test and in the rounds interleaved with the candidate (the lesser of the two growths, so a
 slow spell in one of them is not taken for the machine); for pytorch-fp32, the median growth of
 the candidates at its shape. When that drift passes the factor itself, the machine was slow: the
-candidate is judged on its growth over the drift, and the pool's rounds are scaled by the drift
-for the test. A drift under the factor is noise and changes nothing, so it cannot hide a planted
-slowdown on a steady machine.
+candidate is judged on its growth over the drift, against a limit of 1.20, and the pool's rounds
+are scaled by the drift for the test. The limit is higher because a slow machine does not slow
+every variant alike: the ONNX Runtime variants lost more than pytorch-fp32 (onnx-fp32 +39.6 % vs
++30.8 % in that tox run; onnx-int8 +30.5 % to +48.8 % vs +30.2 % to +33.9 % with every variant
+planted 30 % slower), so over the drift an unchanged candidate still read up to 1.118. A drift
+under the factor is noise and changes nothing, so it cannot hide a planted slowdown on a steady
+machine.
 The baseline variant's best round, which moves more between runs (233-425 ms as a partner over
 20 unchanged runs), needs a larger factor (1.25 by default). Latency is judged once 3 earlier
 runs exist: against a single run, the replay of 20 unchanged runs caught at most 16 of 19 planted
@@ -52,6 +56,7 @@ DEFAULT_FACTOR = 1.10
 DEFAULT_ALPHA = 0.05  # the factors guard against false alarms; the test against one odd round
 RATIO_VETO = 0.95  # a ratio that fell this far: the interleaved baseline slowed more, the machine did
 ABSOLUTE_ONLY_FACTOR = 1.25  # for the baseline variant, which has no interleaved partner
+SLOW_MACHINE_FACTOR = 1.20  # over the machine's drift, when it passed the factor
 POOL_SIZE = 5
 MIN_POOL = 3  # latency is judged once this many earlier runs exist (unless a run is pinned)
 MEMORY_TOLERANCE = 0.10  # peak memory may grow 10 % (plus 5 MB) before it counts
@@ -183,6 +188,7 @@ def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor,
     else:
         limit, ratio_grew, detail = baseline_factor, None, ""
     if machine > 1.0:
+        limit = max(limit, SLOW_MACHINE_FACTOR)
         detail += (f"; the machine slowed ({drift.source}): judged on factor {judged:.3f} = "
                    f"{grew:.3f} / {machine:.3f}, the pool's rounds scaled alike for the test")
     regressed = judged > limit and significant and regressed_vs_machine

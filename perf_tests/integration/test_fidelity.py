@@ -22,7 +22,7 @@ LATENCY = ["perf_tests/gate/test_latency.py", "--perf-variants=onnx-int8",
            "--perf-shapes=b1-s16", "--perf-rounds=16"]
 QUALITY = ["perf_tests/gate/test_quality.py", "-k", "bleu_ratio", "--perf-variants=onnx-int8"]
 REGRESSED = re.compile(r"onnx-int8 \[b1-s16\] latency regressed: best round [\d.]+ ms vs [\d.]+ ms "
-                       r"in the last 5 runs[^(]*; both windows \(factor (\d\.\d+), limit 1\.10\), "
+                       r"in the last 5 runs[^(]*; both windows \(factor (\d\.\d+), limit 1\.[12]0\), "
                        r"Mann-Whitney U p=(0\.\d+)")
 LATENCY_ROW = re.compile(r"^onnx-int8 latency b1-s16 .*$", re.MULTILINE)
 SECOND_WINDOW = re.compile(r"^onnx-int8 \[b1-s16\]: second window .*$", re.MULTILINE)

@@ -139,6 +139,9 @@ def test_a_regression_on_a_slow_machine_is_judged_over_the_drift():
     assert slower.regressed and 1.15 < slower.machine_factor < 1.25  # 1.67 / 1.2 is still 1.39
     drifted = compare_runs(whole_run(rng, candidate=0.150, partner=0.360, own=0.360), rng)[KEY]
     assert not drifted.regressed  # 1.25 / 1.2: about what the machine lost
+    # ONNX Runtime loses more than PyTorch on a slow machine: over the drift, 1.20 is the limit
+    worse = compare_runs(whole_run(rng, candidate=0.168, partner=0.360, own=0.360), rng)[KEY]
+    assert not worse.regressed and "limit 1.20" in worse.message
 
 
 def test_the_baseline_variant_is_judged_over_the_candidates_drift():
