@@ -52,7 +52,8 @@ OPTIONS = {
     "regression-alpha": ("PERF_REGRESSION_ALPHA", "and its rounds be slower than the pool's at "
                          "this one-sided Mann-Whitney U level (default: 0.05)"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
-              "onnx-int8:slowdown=0.25 (default: none)"),
+              "onnx-int8:slowdown=0.25, onnx-int8:noise=0.3, or all:slowdown=0.30 for a slower "
+              "machine (default: none)"),
 }
 
 
