@@ -22,20 +22,22 @@ rounds slowed too (a 25 % plant showed a ratio change of -1.3 % to +57 %), so re
 fell by more than 5 %, the baseline's rounds slowed more than the candidate's, which is the
 machine, not the candidate (an unchanged onnx-o3 run: best round +26.6 % in both windows of one
 process, ratio -11.1 %).
-What the veto and the second window do not catch is a machine that stays slow for a whole run
-(two unchanged tox runs failed so: onnx-fp32 best round +39.6 % and pytorch-fp32 +30.8 % in the
-same run, both confirmed by their second windows). So each comparison reads the machine's drift
-off the baseline variant: for a candidate, pytorch-fp32's best round at the same shape, both in its
-own test and in the rounds interleaved with the candidate (the lesser of the two growths, so a
-slow spell in one of them is not taken for the machine); for pytorch-fp32, the median growth of
-the candidates at its shape. When that drift passes the factor itself, the machine was slow: the
-candidate is judged on its growth over the drift, against a limit of 1.20, and the pool's rounds
-are scaled by the drift for the test. The limit is higher because a slow machine does not slow
-every variant alike: the ONNX Runtime variants lost more than pytorch-fp32 (onnx-fp32 +39.6 % vs
-+30.8 % in that tox run; onnx-int8 +30.5 % to +48.8 % vs +30.2 % to +33.9 % with every variant
+
+What the veto and the second window do not catch is a machine that stays slow for a whole run (an
+unchanged tox run failed so: onnx-fp32 best round +39.6 % and pytorch-fp32 +30.8 % in the same run,
+both confirmed by their second windows, onnx-fp32's ratio -3.2 %). So each comparison reads the
+machine's drift off the baseline variant: for a candidate, pytorch-fp32's best round at the same
+shape, both in its own test and in the rounds interleaved with the candidate (the lesser of the two
+growths, so a slow spell in one of them is not taken for the machine); for pytorch-fp32, the median
+growth of the candidates at its shape. When that drift passes the factor itself, the machine was
+slow: the candidate is judged on its growth over the drift, against a limit of 1.20, and the pool's
+rounds are scaled by the drift for the test. The limit is higher because a slow machine does not
+slow every variant alike: the ONNX Runtime variants lost more than pytorch-fp32 (onnx-fp32 +39.6 %
+vs +30.8 % in that tox run; onnx-int8 +30.5 % to +48.8 % vs +30.2 % to +33.9 % with every variant
 planted 30 % slower), so over the drift an unchanged candidate still read up to 1.118. A drift
 under the factor is noise and changes nothing, so it cannot hide a planted slowdown on a steady
 machine.
+
 The baseline variant's best round, which moves more between runs (233-425 ms as a partner over
 20 unchanged runs), needs a larger factor (1.25 by default). Latency is judged once 3 earlier
 runs exist: against a single run, the replay of 20 unchanged runs caught at most 16 of 19 planted
