@@ -134,9 +134,22 @@ def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float
             for key in sorted(earlier)]
 
 
+def compare_key(current: dict, key: tuple[str, str], pool: list[dict], factor: float,
+                alpha: float, label: str, baseline: str = BASELINE) -> Comparison | None:
+    """One entry's comparison, judged with the whole run beside it (the machine's drift is read
+    off the other entries); None when the pool has nothing comparable."""
+    found = compare_latency(current, pool, factor, alpha, label, baseline=baseline)
+    return next((c for c in found if (c.variant, c.shape) == key), None)
+
+
+def _pool_best(earlier: list[list[float]]) -> float:
+    """The median of the earlier runs' best rounds."""
+    return statistics.median(min(rounds) for rounds in earlier)
+
+
 def best_growth(now: list[float], earlier: list[list[float]]) -> float:
     """This run's best round over the median of the earlier runs' best rounds."""
-    return min(now) / statistics.median(min(rounds) for rounds in earlier)
+    return min(now) / _pool_best(earlier)
 
 
 def _drift(key, current, earlier, growth, baseline) -> Drift | None:
@@ -171,7 +184,7 @@ def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor,
                    drift: Drift | None) -> Comparison:
     variant, shape = key
     best_now = min(now["data"])
-    best_then = statistics.median(min(entry["data"]) for entry in earlier)
+    best_then = _pool_best([entry["data"] for entry in earlier])
     grew = best_now / best_then
     machine = drift.growth if drift is not None and drift.growth > factor else 1.0
     judged = grew / machine

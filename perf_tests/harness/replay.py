@@ -24,11 +24,6 @@ def _slowed(entry: dict, factor: float) -> dict:
     return {**entry, "data": [sample * factor for sample in entry["data"]]}
 
 
-def _judged(current: dict, key, pool, factor, alpha, label) -> regression.Comparison | None:
-    found = regression.compare_latency(current, pool, factor, alpha, label)
-    return next((c for c in found if (c.variant, c.shape) == key), None)
-
-
 def replay(runs: list[history.Run], key: tuple[str, str], slowdown: float, pool_size: int,
            factor: float, alpha: float) -> tuple[list[str], int, int, int]:
     entries = [run.latency() for run in runs]
@@ -41,9 +36,9 @@ def replay(runs: list[history.Run], key: tuple[str, str], slowdown: float, pool_
         # the whole run is compared, as the gate compares it: the machine's drift is read off
         # the other variants; the plant slows the variant's own rounds only
         now = entries[index]
-        unchanged = _judged(now, key, pool, factor, alpha, label)
-        planted = _judged({**now, key: _slowed(now[key], 1 + slowdown)}, key, pool, factor,
-                          alpha, label)
+        unchanged = regression.compare_key(now, key, pool, factor, alpha, label)
+        planted = regression.compare_key({**now, key: _slowed(now[key], 1 + slowdown)}, key, pool,
+                                         factor, alpha, label)
         if not (unchanged and planted):
             continue  # nothing comparable in the pool
         tries += 1

@@ -73,9 +73,8 @@ def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison
             window = second_window(*key)
         # the whole run again, this key with both windows: the machine's drift needs the rest
         both = {**current, key: regression.with_second_window(current[key], window)}
-        judged = next(c for c in regression.compare_latency(
-            both, pool, factor, alpha, f"{found.label}; both windows", baseline=config.baseline)
-            if (c.variant, c.shape) == key)
+        judged = regression.compare_key(both, key, pool, factor, alpha,
+                                        f"{found.label}; both windows", config.baseline)
         comparisons[index] = judged
         found.notes.append(f"{first.variant} [{first.shape}]: second window best round "
                            f"{min(window['data']) * 1000:.1f} ms (first {first.current * 1000:.1f}"
