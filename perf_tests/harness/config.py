@@ -121,9 +121,9 @@ class GateConfig:
     test_set: str
     plant: Plant | None = None
     baseline_run: str = "latest"  # the history run(s) the regression check compares with
-    baseline_runs: int = 5  # with "latest": how many of the last runs make the baseline pool
-    regression_factor: float = 1.10
-    regression_alpha: float = 0.05
+    baseline_runs: int = 20  # how many of the last runs the machine's noise is read from
+    regression_factor: float = 1.10  # the smallest latency change that counts
+    false_alarm_rate: float = 0.01  # per run, split over its latency figures
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -216,14 +216,14 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                           "an existing history file")
     try:
         factor = float(options.get("regression_factor") or 1.10)
-        alpha = float(options.get("regression_alpha") or 0.05)
-        baseline_runs = int(options.get("baseline_runs") or 5)
+        alpha = float(options.get("false_alarm_rate") or 0.01)
+        baseline_runs = int(options.get("baseline_runs") or 20)
     except ValueError:
-        raise ConfigError("--perf-regression-factor, --perf-regression-alpha and "
+        raise ConfigError("--perf-regression-factor, --perf-false-alarm-rate and "
                           "--perf-baseline-runs take numbers") from None
-    if factor <= 1.0 or not 0.0 < alpha < 1.0 or baseline_runs < 1:
-        raise ConfigError("--perf-regression-factor must be above 1, --perf-regression-alpha "
-                          "between 0 and 1 and --perf-baseline-runs at least 1")
+    if factor <= 1.0 or not 0.0 < alpha < 0.5 or baseline_runs < 2:
+        raise ConfigError("--perf-regression-factor must be above 1, --perf-false-alarm-rate "
+                          "between 0 and 0.5 and --perf-baseline-runs at least 2")
     return GateConfig(
         perf_model=model or DEFAULT_PERF_MODEL,
         quality_model=model or DEFAULT_QUALITY_MODEL,
@@ -238,5 +238,5 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
         test_set=options.get("test_set") or "wmt14",
         plant=plant, baseline_run=baseline_run, baseline_runs=baseline_runs,
         regression_factor=factor,
-        regression_alpha=alpha,
+        false_alarm_rate=alpha,
     )

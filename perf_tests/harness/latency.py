@@ -3,9 +3,6 @@
 pytest-benchmark calls ``setup`` before every round, untimed; we run one baseline call there and
 time it ourselves, so candidate and baseline rounds alternate (B C B C ...) and drift on a shared
 machine hits both alike. The ratio is taken between those paired rounds.
-
-``second_window`` measures the same thing again later in the run, without pytest-benchmark, for
-the regression check to confirm a suspected regression before it fails the gate.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ def _timed(call) -> float:
 
 def _workload(pool: VariantPool, config: GateConfig, variant: str, shape: Shape):
     """The engine, its interleaved baseline engine (None for the baseline itself), the inputs and
-    the generate settings of one latency test; both windows of a test use the same."""
+    the generate settings of one latency test."""
     baseline = None if variant == config.baseline else pool.engine(config.baseline, "perf")
     inputs = workloads.latency_inputs(pool.tokenizer("perf"), pool.specs["perf"].prefix, shape)
     return (pool.engine(variant, "perf"), baseline, inputs,
@@ -51,21 +48,3 @@ def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
     samples = list(benchmark.stats.stats.data)
     return LatencyResult(variant, shape.id, samples, first_call_s, engine.load_seconds,
                          paired_baseline_s=paired[warmup:])
-
-
-def second_window(pool: VariantPool, config: GateConfig, variant: str, shape_id: str) -> dict:
-    """The same interleaved rounds, timed now: {"data": [s, ...], "paired_baseline_s": [...]}."""
-    shape = next(s for s in config.shapes if s.id == shape_id)
-    engine, baseline, inputs, settings = _workload(pool, config, variant, shape)
-    samples: list[float] = []
-    paired: list[float] = []
-    for round_number in range(config.profile.warmup_rounds + config.rounds):
-        warm = round_number >= config.profile.warmup_rounds
-        if baseline is not None:
-            took = _timed(lambda: baseline.generate(inputs, **settings))
-            if warm:
-                paired.append(took)
-        took = _timed(lambda: engine.generate(inputs, **settings))
-        if warm:
-            samples.append(took)
-    return {"data": samples, "paired_baseline_s": paired}

@@ -1,66 +1,45 @@
-"""The regression check: this run against the runs before it, without crying wolf.
+"""The regression check: is tonight's figure outside what unchanged runs on this machine produce?
 
-As asv does, a latency change counts only when it is both large (a factor above 1.10 by default)
-and significant (one-sided Mann-Whitney U, p below alpha). What keeps a shared 2-core VM from
-crying wolf was measured on 20 unchanged runs in a row and in the fidelity test
-(results/README.md):
+One idea, calibrated on this machine's own history. A latency figure (a variant at a shape) is
+read as the log of its best round, relative to the machine's mood in the same run: the median
+shift, against the history's usual level, of the figures of the *other* variants (their own tests
+and the baseline rounds interleaved with them). A run that is slow as a whole moves every variant
+and cancels out; a variant that got slower moves alone. Over the pool of comparable earlier runs
+that residual has a mean and a standard deviation s; tonight's residual is a regression when it
+exceeds the mean by more than
 
-- The figure compared is a variant's best round, not its median: a noisy neighbour only ever
-  adds time, so the best round moves least between unchanged runs (onnx-int8's best stayed within
-  113-128 ms over 18 of 20 runs while its median wandered over 115-174 ms).
-- The baseline is a pool of the last few comparable runs (5 by default): the median of their
-  best rounds, and all their rounds for the test, so one lucky or unlucky run is outvoted.
-- A change that is large and significant is a suspect: before it can fail the gate, the run
-  measures it again in a second window, at the end of the run, and judges both windows' rounds
-  together, so both windows must be slow. A slow spell of the machine rarely lasts into the
-  second window; a real regression does.
+    bound = max(log(min factor), t(1 - alpha, n - 1) * s * sqrt(1 + 1/n))
 
-The ratio to the interleaved pytorch-fp32 rounds is no condition for a regression: it moved by
-up to 15 % either way between unchanged runs, and in planted runs the interleaved pytorch-fp32
-rounds slowed too (a 25 % plant showed a ratio change of -1.3 % to +57 %), so required to grow
-(by 4 %) it hid 1 to 2 of 5 planted slowdowns in three fidelity sessions. It only vetoes: when it
-fell by more than 5 %, the baseline's rounds slowed more than the candidate's, which is the
-machine, not the candidate (an unchanged onnx-o3 run: best round +26.6 % in both windows of one
-process, ratio -11.1 %).
+the one-sided Student-t prediction bound for one more unchanged run from n (the pool), where
+alpha is the false-alarm rate per figure (the run's rate split over the run's figures, so a
+whole run keeps the promised rate). exp(bound) is the smallest regression this machine can catch
+tonight; the report prints it per figure, and says so when it is above what a team cares about.
+The baseline variant's mood is read off the candidates' own tests alone (its interleaved rounds
+are itself): with three candidates or more, their median ignores one candidate that changed;
+with fewer, part of that change shows on the baseline too.
+A pinned baseline run is one run, not a pool: tonight is compared with its residual, with
+sqrt(2) in place of sqrt(1 + 1/n), the noise still read off the pool.
 
-What the veto and the second window do not catch is a machine that stays slow for a whole run (an
-unchanged tox run failed so: onnx-fp32 best round +39.6 % and pytorch-fp32 +30.8 % in the same run,
-both confirmed by their second windows, onnx-fp32's ratio -3.2 %). So each comparison reads the
-machine's drift off the baseline variant: for a candidate, pytorch-fp32's best round at the same
-shape, both in its own test and in the rounds interleaved with the candidate (the lesser of the two
-growths, so a slow spell in one of them is not taken for the machine); for pytorch-fp32, the median
-growth of the candidates at its shape. When that drift passes the factor itself, the machine was
-slow: the candidate is judged on its growth over the drift, against a limit of 1.20, and the pool's
-rounds are scaled by the drift for the test. The limit is higher because a slow machine does not
-slow every variant alike: the ONNX Runtime variants lost more than pytorch-fp32 (onnx-fp32 +39.6 %
-vs +30.8 % in that tox run; onnx-int8 +30.5 % to +48.8 % vs +30.2 % to +33.9 % with every variant
-planted 30 % slower), so over the drift an unchanged candidate still read up to 1.118. A drift
-under the factor is noise and changes nothing, so it cannot hide a planted slowdown on a steady
-machine.
-
-The baseline variant's best round, which moves more between runs (233-425 ms as a partner over
-20 unchanged runs), needs a larger factor (1.25 by default). Latency is judged once 3 earlier
-runs exist: against a single run, the replay of 20 unchanged runs caught at most 16 of 19 planted
-slowdowns. Memory, size on disk and quality have no run-to-run noise worth a test: they regress
-past a fixed tolerance against the most recent run of the pool.
+Measured on recorded histories (perf_tests/unit/data/histories, results/README.md): why the best
+round, why the other variants as the machine's mood, and the rates this gives. Memory, size on
+disk and quality have no run-to-run noise worth a model: they regress past a fixed tolerance
+against the most recent run of the pool.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
+from scipy.stats import t as student_t
 
 from perf_tests.harness.config import BASELINE
 
-DEFAULT_FACTOR = 1.10
-DEFAULT_ALPHA = 0.05  # the factors guard against false alarms; the test against one odd round
-RATIO_VETO = 0.95  # a ratio that fell this far: the interleaved baseline slowed more, the machine did
-ABSOLUTE_ONLY_FACTOR = 1.25  # for the baseline variant, which has no interleaved partner
-SLOW_MACHINE_FACTOR = 1.20  # over the machine's drift, when it passed the factor
-POOL_SIZE = 5
-MIN_POOL = 3  # latency is judged once this many earlier runs exist (unless a run is pinned)
+DEFAULT_MIN_FACTOR = 1.10  # below this a change is not worth a red night, however steady the machine
+DEFAULT_FALSE_ALARM_RATE = 0.01  # per run, over all its latency figures
+POOL_SIZE = 20  # comparable earlier runs the noise is read from
+MIN_POOL = 5  # fewer runs give no usable noise estimate: latency is not judged yet
 MEMORY_TOLERANCE = 0.10  # peak memory may grow 10 % (plus 5 MB) before it counts
 MEMORY_SLACK_MB = 5.0
 DISK_TOLERANCE = 0.01
@@ -77,37 +56,23 @@ class Comparison:
     shape: str  # "" where the figure has no shape
     baseline: float
     current: float
-    factor: float
-    p_value: float | None
+    factor: float  # latency: the change the machine's mood does not explain
+    p_value: float | None  # latency: how often unchanged runs move this far (t distribution)
     regressed: bool
     message: str
-    ratio_factor: float | None = None
-    machine_factor: float | None = None  # the drift the growth was divided by; None: none applied
+    machine_factor: float | None = None  # latency: the mood of the run (other variants' shift)
+    detectable: float | None = None  # latency: the smallest factor this check catches tonight
 
 
 @dataclass(frozen=True)
-class Drift:
-    """How much slower the machine ran for one comparison: the reference's growth, and whence."""
-    growth: float
-    source: str
+class Rule:
+    """How strict the check is: the smallest factor that counts, and the run's false-alarm rate."""
+    min_factor: float = DEFAULT_MIN_FACTOR
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
 
 
 def format_p(value: float | None, missing: str = "n/a") -> str:
     return missing if value is None else f"{value:.4f}"
-
-
-def _greater_p(current: list[float], earlier: list[float]) -> float | None:
-    if len(current) < 2 or len(earlier) < 2:
-        return None
-    return float(mannwhitneyu(current, earlier, alternative="greater").pvalue)
-
-
-def _ratio(entry: dict) -> float | None:
-    """The median round over the median interleaved baseline round; None without a partner."""
-    paired = entry["extra_info"].get("paired_baseline_s") or []
-    if not paired or statistics.median(paired) <= 0:
-        return None
-    return statistics.median(entry["data"]) / statistics.median(paired)
 
 
 def _comparable(now: dict, then: dict) -> bool:
@@ -116,103 +81,103 @@ def _comparable(now: dict, then: dict) -> bool:
                if key in new and key in old)
 
 
-def compare_latency(current: dict, pool: list[dict], factor: float, alpha: float, label: str,
-                    baseline_factor: float = ABSOLUTE_ONLY_FACTOR,
-                    baseline: str = BASELINE) -> list[Comparison]:
+def level(rounds: list[float]) -> float:
+    """A run's figure: the log of its best round (a neighbour only ever adds time)."""
+    return math.log(min(rounds))
+
+
+def figures(run: dict) -> dict[tuple[str, str, str], float]:
+    """(variant, shape, measured in) -> level, for each test's own rounds and for the baseline
+    rounds interleaved with a candidate (measured in that candidate's test)."""
+    found = {}
+    for (variant, shape), entry in run.items():
+        if entry["data"]:
+            found[(variant, shape, variant)] = level(entry["data"])
+        paired = entry["extra_info"].get("paired_baseline_s") or []
+        if paired:
+            found[(BASELINE, shape, variant)] = level(paired)
+    return found
+
+
+def usual_levels(pool_figures: list[dict]) -> dict:
+    """Each figure's median level over the pool: the machine's usual speed for it."""
+    keys = {key for run in pool_figures for key in run}
+    return {key: statistics.median(run[key] for run in pool_figures if key in run) for key in keys}
+
+
+def mood(run_figures: dict, usual: dict, variant: str) -> float:
+    """How much slower (log) the run's other variants were than usual; 0 when none was measured."""
+    shifts = [value - usual[key] for key, value in run_figures.items()
+              if key[0] != variant and key[2] != variant and key in usual]
+    return statistics.median(shifts) if shifts else 0.0
+
+
+def residual(run_figures: dict, usual: dict, key: tuple[str, str, str]) -> float:
+    return run_figures[key] - usual[key] - mood(run_figures, usual, key[0])
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A figure's residual over the pool: mean, standard deviation and count."""
+    mean: float
+    sd: float
+    runs: int
+
+    def bound(self, alpha: float, min_factor: float, pinned: bool = False) -> float:
+        spread = math.sqrt(2.0) if pinned else math.sqrt(1 + 1 / self.runs)
+        return max(math.log(min_factor),
+                   float(student_t.ppf(1 - alpha, self.runs - 1)) * self.sd * spread)
+
+    def p_value(self, excess: float, pinned: bool = False) -> float:
+        spread = math.sqrt(2.0) if pinned else math.sqrt(1 + 1 / self.runs)
+        if self.sd == 0:
+            return 0.0 if excess > 0 else 1.0
+        return float(student_t.sf(excess / (self.sd * spread), self.runs - 1))
+
+
+def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
+                    reference: dict | None = None) -> list[Comparison]:
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
-    dicts of the same kind, oldest first; baseline: the variant the machine's drift is read off."""
-    earlier = {}
-    for key, now in current.items():
-        found = [run[key] for run in pool
-                 if key in run and run[key]["data"] and _comparable(now, run[key])]
-        if now["data"] and found:
-            earlier[key] = found
-    growth = {key: best_growth(current[key]["data"], [e["data"] for e in found])
-              for key, found in earlier.items()}
-    return [_compare_entry(key, current[key], earlier[key], factor, alpha, label, baseline_factor,
-                           _drift(key, current, earlier, growth, baseline))
-            for key in sorted(earlier)]
+    dicts of the same kind, oldest first; reference: a pinned run (one of them) or None."""
+    pool = [{key: entry for key, entry in run.items()
+             if key in current and _comparable(current[key], entry)} for run in pool]
+    pool_figures = [figures(run) for run in pool]
+    usual = usual_levels(pool_figures)
+    now = figures(current)
+    judged = [(v, s) for (v, s) in sorted(current) if (v, s, v) in now
+              and sum((v, s, v) in run for run in pool_figures) >= MIN_POOL]
+    alpha = rule.false_alarm_rate / max(len(judged), 1)
+    ref_figures = figures(reference) if reference else None
+    out = []
+    for variant, shape in judged:
+        key = (variant, shape, variant)
+        history = [residual(run, usual, key) for run in pool_figures if key in run]
+        noise = Noise(statistics.fmean(history), statistics.stdev(history), len(history))
+        centre = noise.mean
+        if ref_figures is not None and key in ref_figures:
+            centre = residual(ref_figures, usual, key)
+        out.append(_judge(variant, shape, now, usual, noise, centre, ref_figures is not None,
+                          alpha, rule, label))
+    return out
 
 
-def compare_key(current: dict, key: tuple[str, str], pool: list[dict], factor: float,
-                alpha: float, label: str, baseline: str = BASELINE) -> Comparison | None:
-    """One entry's comparison, judged with the whole run beside it (the machine's drift is read
-    off the other entries); None when the pool has nothing comparable."""
-    found = compare_latency(current, pool, factor, alpha, label, baseline=baseline)
-    return next((c for c in found if (c.variant, c.shape) == key), None)
-
-
-def _pool_best(earlier: list[list[float]]) -> float:
-    """The median of the earlier runs' best rounds."""
-    return statistics.median(min(rounds) for rounds in earlier)
-
-
-def best_growth(now: list[float], earlier: list[list[float]]) -> float:
-    """This run's best round over the median of the earlier runs' best rounds."""
-    return min(now) / _pool_best(earlier)
-
-
-def _drift(key, current, earlier, growth, baseline) -> Drift | None:
-    variant, shape = key
-    if variant == baseline:
-        others = [g for (v, s), g in growth.items() if s == shape and v != baseline]
-        if not others:
-            return None
-        median = statistics.median(others)
-        return Drift(median, f"the other variants' best rounds at {shape}: x{median:.3f} "
-                             f"(median of {len(others)})")
-    own = growth.get((baseline, shape))
-    partner_now = current[key]["extra_info"].get("paired_baseline_s") or []
-    partner_then = [rounds for rounds in (e["extra_info"].get("paired_baseline_s")
-                                          for e in earlier[key]) if rounds]
-    if own is None or not partner_now or not partner_then:
-        return None
-    interleaved = best_growth(partner_now, partner_then)
-    return Drift(min(own, interleaved), f"{baseline} [{shape}] best round x{own:.3f} in its own "
-                                        f"test, x{interleaved:.3f} interleaved")
-
-
-def with_second_window(entry: dict, window: dict) -> dict:
-    """Both windows' rounds as one latency entry."""
-    info = entry["extra_info"]
-    paired = list(info.get("paired_baseline_s") or []) + list(window["paired_baseline_s"])
-    return {"data": list(entry["data"]) + list(window["data"]),
-            "extra_info": {**info, "paired_baseline_s": paired}}
-
-
-def _compare_entry(key, now, earlier, factor, alpha, label, baseline_factor,
-                   drift: Drift | None) -> Comparison:
-    variant, shape = key
-    best_now = min(now["data"])
-    best_then = _pool_best([entry["data"] for entry in earlier])
-    grew = best_now / best_then
-    machine = drift.growth if drift is not None and drift.growth > factor else 1.0
-    judged = grew / machine
-    p_value = _greater_p(now["data"], [x * machine for entry in earlier for x in entry["data"]])
-    significant = p_value is not None and p_value < alpha
-    ratio_now = _ratio(now)
-    ratios_then = [r for r in map(_ratio, earlier) if r is not None]
-    regressed_vs_machine = True
-    if ratio_now is not None and ratios_then:
-        limit = factor
-        ratio_then = statistics.median(ratios_then)
-        ratio_grew = ratio_now / ratio_then
-        regressed_vs_machine = ratio_grew >= RATIO_VETO
-        detail = (f"; ratio to the interleaved baseline {ratio_now:.3f} vs {ratio_then:.3f} "
-                  f"(factor {ratio_grew:.3f}; below {RATIO_VETO:.2f} the baseline slowed more)")
-    else:
-        limit, ratio_grew, detail = baseline_factor, None, ""
-    if machine > 1.0:
-        limit = max(limit, SLOW_MACHINE_FACTOR)
-        detail += (f"; the machine slowed ({drift.source}): judged on factor {judged:.3f} = "
-                   f"{grew:.3f} / {machine:.3f}, the pool's rounds scaled alike for the test")
-    regressed = judged > limit and significant and regressed_vs_machine
+def _judge(variant, shape, now, usual, noise: Noise, centre: float, pinned: bool, alpha: float,
+           rule: Rule, label: str) -> Comparison:
+    key = (variant, shape, variant)
+    machine = mood(now, usual, variant)
+    excess = now[key] - usual[key] - machine - centre
+    bound = noise.bound(alpha, rule.min_factor, pinned)
+    regressed = excess > bound
+    best_now, usual_best = math.exp(now[key]), math.exp(usual[key] + centre)
     verdict = "regressed" if regressed else "unchanged"
-    message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms vs "
-               f"{best_then * 1000:.1f} ms in {label} (factor {grew:.3f}, limit {limit:.2f}), "
-               f"Mann-Whitney U p={format_p(p_value)} (alpha {alpha}){detail}")
-    return Comparison("latency", variant, shape, best_then, best_now, grew, p_value, regressed,
-                      message, ratio_grew, machine if machine > 1.0 else None)
+    message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms, "
+               f"{math.exp(excess):.3f}x what {label} predict on a machine running "
+               f"x{math.exp(machine):.3f} tonight (the other variants' shift); this machine's "
+               f"noise over {noise.runs} runs lets it catch x{math.exp(bound):.3f} or more "
+               f"(min factor {rule.min_factor:.2f}, false-alarm rate {alpha:.4f} per figure)")
+    return Comparison("latency", variant, shape, usual_best, best_now, math.exp(excess),
+                      noise.p_value(excess, pinned), regressed, message, math.exp(machine),
+                      math.exp(bound))
 
 
 def _growth(kind, variant, new, old, tolerance, slack, unit, label) -> Comparison:

@@ -1,86 +1,200 @@
-"""Replay a history of unchanged runs through the regression check: how noisy is this machine?
+"""Replay recorded histories through the regression check and the change-point detector.
 
-    python -m perf_tests.harness.replay results/history/x86_64 [--variant onnx-int8]
-        [--shape b1-s16] [--slowdown 0.25] [--pool 5]
+    python -m perf_tests.harness.replay results/history/x86_64 [--slow-machine FOLDER]
+        [--slowdown 0.25] [--drift 0.10]
 
-Every run from the (pool+1)-th on is judged against the runs before it, as the gate judges a new
-run: once as it is (an A/A try: a regression here is a false alarm) and once with its rounds
-made ``1 + slowdown`` times slower, as ``--perf-plant <variant>:slowdown=`` makes them (a planted
-try: it should be caught; only the variant's own rounds are slowed, so the machine's drift is read
-off the others as in the gate). Many more tries than the fidelity test can afford, from runs a user
-already has; the history is only read.
+The gate's fidelity on data, without running a model: same data, same verdicts, in seconds.
+Each run from the (MIN_POOL + 1)-th on is judged against up to POOL_SIZE runs before it, as the
+gate judges a new run:
+
+- A/A: the run as it is; a latency figure that regressed is a false alarm of that run.
+- planted: one variant's own rounds made ``1 + slowdown`` times slower, its interleaved baseline
+  rounds left alone (as ``--perf-plant <variant>:slowdown=`` does); caught when that figure
+  regressed. Where this machine's noise puts the bound above the plant, the try is counted apart
+  as one the noise hides, not as a miss.
+- slow machine: runs recorded on a busier machine (``record --contention``) judged against the
+  unchanged history; a regression is a false alarm.
+- drift: a variant made ``1 + drift`` slower from one run on, for good; the change-point detector
+  must find it within MIN_SEGMENT + 2 runs, and find nothing in the unchanged history.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf_tests.harness import history, regression
+from scipy.stats import binomtest
+
+from perf_tests.harness import changepoints, history, regression
+from perf_tests.harness.regression import Rule
+
+FOUND_WITHIN = 5  # runs after a sustained drift starts by which the detector must confirm it
 
 
-def _slowed(entry: dict, factor: float) -> dict:
-    return {**entry, "data": [sample * factor for sample in entry["data"]]}
+@dataclass
+class Tally:
+    """Tries of one kind: how many counted, how many hit, and a line per try."""
+    name: str
+    hits: int = 0
+    tries: int = 0
+    hidden: int = 0  # planted tries the machine's noise hides (bound above the plant)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, hit: bool, line: str) -> None:
+        self.tries += 1
+        self.hits += hit
+        self.lines.append(line)
+
+    def interval(self) -> tuple[float, float]:
+        """Wilson 95 % interval of the rate (0, 1 when there was no try)."""
+        if not self.tries:
+            return 0.0, 1.0
+        found = binomtest(self.hits, self.tries).proportion_ci(0.95, method="wilson")
+        return found.low, found.high
+
+    def summary(self) -> str:
+        low, high = self.interval()
+        hidden = f", {self.hidden} hidden by the noise" if self.hidden else ""
+        return (f"{self.name}: {self.hits}/{self.tries} (Wilson 95 % {low:.1%}-{high:.1%})"
+                f"{hidden}")
 
 
-def replay(runs: list[history.Run], key: tuple[str, str], slowdown: float, pool_size: int,
-           factor: float, alpha: float) -> tuple[list[str], int, int, int]:
+def slowed(entry: dict, factor: float, interleaved: bool = False) -> dict:
+    info = entry["extra_info"]
+    if interleaved and info.get("paired_baseline_s"):
+        info = {**info, "paired_baseline_s": [x * factor for x in info["paired_baseline_s"]]}
+    return {"data": [x * factor for x in entry["data"]], "extra_info": info}
+
+
+def judge(now: dict, earlier: list[dict], rule: Rule) -> list[regression.Comparison]:
+    return regression.compare_latency(now, earlier[-regression.POOL_SIZE:], rule,
+                                      f"the last {min(len(earlier), regression.POOL_SIZE)} runs")
+
+
+def _row(label: str, found: list[regression.Comparison]) -> str:
+    worst = max(found, key=lambda c: c.factor)
+    flagged = [f"{c.variant} [{c.shape}] x{c.factor:.3f}" for c in found if c.regressed]
+    return (f"{label}: worst {worst.variant} [{worst.shape}] x{worst.factor:.3f} "
+            f"(catches x{worst.detectable:.3f}), machine x{worst.machine_factor:.3f}"
+            + (f"  REGRESSED {', '.join(flagged)}" if flagged else "  ok"))
+
+
+def aa_tries(runs: list[history.Run], rule: Rule) -> Tally:
+    entries, tally = [run.latency() for run in runs], Tally("A/A false alarms")
+    for index in range(regression.MIN_POOL, len(runs)):
+        found = judge(entries[index], entries[:index], rule)
+        if found:
+            tally.add(any(c.regressed for c in found), _row(runs[index].label, found))
+    return tally
+
+
+def planted_tries(runs: list[history.Run], rule: Rule, slowdown: float) -> Tally:
     entries = [run.latency() for run in runs]
-    lines, false_alarms, caught, tries = [], 0, 0, 0
-    for index in range(pool_size, len(runs)):
-        if key not in entries[index]:
-            continue
-        pool = entries[index - pool_size:index]
-        label = f"the last {pool_size} runs"
-        # the whole run is compared, as the gate compares it: the machine's drift is read off
-        # the other variants; the plant slows the variant's own rounds only
-        now = entries[index]
-        unchanged = regression.compare_key(now, key, pool, factor, alpha, label)
-        planted = regression.compare_key({**now, key: _slowed(now[key], 1 + slowdown)}, key, pool,
-                                         factor, alpha, label)
-        if not (unchanged and planted):
-            continue  # nothing comparable in the pool
-        tries += 1
-        false_alarms += unchanged.regressed
-        caught += planted.regressed
-        lines.append(f"#{runs[index].number:04d}  A/A {_row(unchanged)}   planted "
-                     f"{_row(planted)}")
-    return lines, false_alarms, caught, tries
+    tally = Tally(f"planted {slowdown:.0%} slowdown caught")
+    for index in range(regression.MIN_POOL, len(runs)):
+        for key in sorted(entries[index]):
+            now = {**entries[index], key: slowed(entries[index][key], 1 + slowdown)}
+            found = [c for c in judge(now, entries[:index], rule)
+                     if (c.variant, c.shape) == key]
+            if not found:
+                continue
+            [c] = found
+            line = f"{runs[index].label} {key[0]} [{key[1]}]: x{c.factor:.3f}, catches " \
+                   f"x{c.detectable:.3f}: {'caught' if c.regressed else 'MISSED'}"
+            if c.detectable >= 1 + slowdown and not c.regressed:
+                tally.hidden += 1
+                tally.lines.append(line + " (hidden by the noise)")
+                continue
+            tally.add(c.regressed, line)
+    return tally
 
 
-def _row(comparison: regression.Comparison) -> str:
-    ratio = "-" if comparison.ratio_factor is None else f"{comparison.ratio_factor:.3f}"
-    machine = "-" if comparison.machine_factor is None else f"{comparison.machine_factor:.3f}"
-    verdict = "REGRESSED" if comparison.regressed else "ok"
-    return (f"best x{comparison.factor:.3f} ratio x{ratio} machine x{machine} "
-            f"p={regression.format_p(comparison.p_value)} {verdict:<9}")
+def slow_machine_tries(runs: list[history.Run], slow: list[history.Run], rule: Rule) -> Tally:
+    """Each run of a busier machine against the unchanged runs before it in time."""
+    entries, tally = [run.latency() for run in runs], Tally("slow-machine false alarms")
+    for run in slow:
+        found = judge(run.latency(), entries, rule)
+        if found:
+            tally.add(any(c.regressed for c in found), _row(run.label + " (busier)", found))
+    return tally
+
+
+@dataclass(frozen=True)
+class _Shifted:
+    """A history.Run look-alike whose latency entries are given."""
+    base: history.Run
+    entries: dict
+
+    def latency(self) -> dict:
+        return self.entries
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+
+def drift_tries(runs: list[history.Run], drift: float, starts: list[int]) -> Tally:
+    """A variant ``1 + drift`` slower for good from run ``start`` on: found within FOUND_WITHIN
+    runs means a confirmed change point within one run of the start, seen by the start's
+    FOUND_WITHIN-th run."""
+    tally = Tally(f"sustained {drift:.0%} drift found within {FOUND_WITHIN} runs")
+    keys = sorted({key for run in runs for key in run.latency()})
+    for start in starts:
+        for key in keys:
+            shifted = [run if i < start else
+                       _Shifted(run, {**run.latency(), key: slowed(run.latency()[key], 1 + drift)})
+                       for i, run in enumerate(runs[:start + FOUND_WITHIN]) if key in run.latency()]
+            found = [cp for cp in changepoints.find(shifted)
+                     if (cp.variant, cp.shape) == key and cp.confirmed and cp.shift > 1]
+            near = {run.label for run in runs[max(start - 1, 0):start + 2]}
+            hit = any(cp.after.label in near for cp in found)
+            tally.add(hit, f"{key[0]} [{key[1]}] from {runs[start].label}: "
+                           + (found[0].message if found else "MISSED"))
+    return tally
+
+
+def unchanged_change_points(runs: list[history.Run]) -> Tally:
+    """Every confirmed change point in an unchanged history is a false one."""
+    tally = Tally("change points in the unchanged history")
+    for cp in changepoints.find(runs):
+        tally.lines.append(cp.message)
+    tally.hits = sum(cp.confirmed for cp in changepoints.find(runs))
+    tally.tries = len({key for run in runs[-changepoints.WINDOW:] for key in run.latency()})
+    return tally
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("history", type=Path, help="a storage folder, e.g. results/history/x86_64")
-    parser.add_argument("--variant", default="onnx-int8")
-    parser.add_argument("--shape", default="b1-s16")
+    parser.add_argument("--slow-machine", type=Path, help="runs recorded on a busier machine")
     parser.add_argument("--slowdown", type=float, default=0.25)
-    parser.add_argument("--pool", type=int, default=regression.POOL_SIZE)
-    parser.add_argument("--factor", type=float, default=regression.DEFAULT_FACTOR)
-    parser.add_argument("--alpha", type=float, default=regression.DEFAULT_ALPHA)
+    parser.add_argument("--drift", type=float, default=0.10)
+    parser.add_argument("--min-factor", type=float, default=regression.DEFAULT_MIN_FACTOR)
+    parser.add_argument("--false-alarm-rate", type=float,
+                        default=regression.DEFAULT_FALSE_ALARM_RATE)
+    parser.add_argument("-v", "--verbose", action="store_true", help="a line per try")
     args = parser.parse_args(argv)
-    if not args.history.is_dir():
-        print(f"replay: {args.history} is not a folder: pass a history storage folder such as "
-              "results/history/x86_64", file=sys.stderr)
-        return 2
+    for folder in filter(None, (args.history, args.slow_machine)):
+        if not folder.is_dir():
+            print(f"replay: {folder} is not a folder: pass a history storage folder such as "
+                  "results/history/x86_64", file=sys.stderr)
+            return 2
     runs = history.load_runs(args.history)
-    lines, false_alarms, caught, tries = replay(runs, (args.variant, args.shape), args.slowdown,
-                                                args.pool, args.factor, args.alpha)
-    if not tries:
-        print(f"replay: fewer than {args.pool + 1} comparable runs of {args.variant} "
-              f"[{args.shape}] in {args.history}: nothing to replay", file=sys.stderr)
+    if len(runs) <= regression.MIN_POOL:
+        print(f"replay: {len(runs)} runs in {args.history}; the check needs more than "
+              f"{regression.MIN_POOL} to judge one", file=sys.stderr)
         return 2
-    print("\n".join(lines))
-    print(f"{args.variant} [{args.shape}], {len(runs)} runs, pool {args.pool}: A/A false alarms "
-          f"{false_alarms}/{tries}, planted {args.slowdown:.0%} slowdown caught {caught}/{tries}")
+    rule = Rule(args.min_factor, args.false_alarm_rate)
+    tallies = [aa_tries(runs, rule), planted_tries(runs, rule, args.slowdown)]
+    if args.slow_machine:
+        tallies.append(slow_machine_tries(runs, history.load_runs(args.slow_machine), rule))
+    starts = list(range(len(runs) // 2, len(runs) - FOUND_WITHIN + 1, 3))
+    tallies += [unchanged_change_points(runs), drift_tries(runs, args.drift, starts)]
+    for tally in tallies:
+        if args.verbose:
+            print("\n".join(f"  {line}" for line in tally.lines))
+        print(tally.summary())
     return 0
 
 

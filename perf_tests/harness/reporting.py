@@ -9,8 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from perf_tests.harness import history, latency, plots, regression, report, summary
-from perf_tests.harness.progress import outline
+from perf_tests.harness import changepoints, history, plots, regression, report, summary
 from perf_tests.harness.regression import Comparison
 
 
@@ -18,6 +17,11 @@ from perf_tests.harness.regression import Comparison
 class Outcome:
     lines: list[str] = field(default_factory=list)
     regressed: list[Comparison] = field(default_factory=list)
+    change_points: list[changepoints.ChangePoint] = field(default_factory=list)  # failing ones
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.message for c in self.regressed] + [cp.message for cp in self.change_points]
 
 
 def current_latency(gate) -> dict:
@@ -34,65 +38,70 @@ class HistoryComparison:
     comparisons: list[Comparison] = field(default_factory=list)
     label: str | None = None  # None: no earlier run
     notes: list[str] = field(default_factory=list)
+    change_points: list[changepoints.ChangePoint] = field(default_factory=list)
 
 
-def compare_with_history(gate, data: dict, runs: list, second_window=None) -> HistoryComparison:
-    """``second_window(variant, shape)`` re-measures a suspect (default: latency.second_window)."""
+def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
+    """Tonight against the pool (latency calibrated on its noise; memory, disk and scores against
+    its newest run), and the change points of the history up to tonight."""
     config = gate.config
-    if second_window is None:
-        def second_window(variant, shape):
-            return latency.second_window(gate.pool, config, variant, shape)
     pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
     if not pool:
         return HistoryComparison()
     found = HistoryComparison(label=history.pool_label(pool))
-    needed = min(regression.MIN_POOL, config.baseline_runs)
-    if config.baseline_run != "latest" or len(pool) >= needed:
-        found.comparisons = _confirmed(current_latency(gate), [run.latency() for run in pool],
-                                       config, found, second_window)
-    else:
-        found.notes.append(f"latency not judged yet: {len(pool)} earlier run(s), the check needs "
-                           f"{needed} (one run is too noisy a baseline on a shared machine)")
+    current = current_latency(gate)
+    earlier = [run for run in runs if run.run_id != gate.run_id]
+    pinned = config.baseline_run != "latest"
+    noise_pool = earlier[-config.baseline_runs:] if pinned else pool
+    rule = regression.Rule(config.regression_factor, config.false_alarm_rate)
+    found.comparisons = regression.compare_latency(
+        current, [run.latency() for run in noise_pool], rule, found.label,
+        reference=pool[-1].latency() if pinned else None)
+    if current and not found.comparisons:
+        found.notes.append(f"latency not judged yet: {len(noise_pool)} earlier run(s), the check "
+                           f"needs {regression.MIN_POOL} comparable ones to measure this "
+                           "machine's noise")
     latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
     found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)
+    tonight = [run for run in runs if run.run_id == gate.run_id]
+    if tonight and current:
+        found.change_points = changepoints.find(earlier + tonight, current)
     return found
 
 
-def _confirmed(current: dict, pool: list[dict], config, found: HistoryComparison,
-               second_window) -> list[Comparison]:
-    """Compare; re-measure each suspect in a second window and judge both windows together."""
-    factor, alpha = config.regression_factor, config.regression_alpha
-    comparisons = regression.compare_latency(current, pool, factor, alpha, found.label,
-                                             baseline=config.baseline)
-    for index, first in enumerate(comparisons):
-        if not first.regressed:  # a suspect: large and significant in the first window
-            continue
-        key = (first.variant, first.shape)
-        with outline(f"re-measuring {first.variant} [{first.shape}] in a second window: best "
-                     f"round {first.factor:.2f}x the baseline's"):
-            window = second_window(*key)
-        # the whole run again, this key with both windows: the machine's drift needs the rest
-        both = {**current, key: regression.with_second_window(current[key], window)}
-        judged = regression.compare_key(both, key, pool, factor, alpha,
-                                        f"{found.label}; both windows", config.baseline)
-        comparisons[index] = judged
-        found.notes.append(f"{first.variant} [{first.shape}]: second window best round "
-                           f"{min(window['data']) * 1000:.1f} ms (first {first.current * 1000:.1f}"
-                           f" ms): {'regression confirmed' if judged.regressed else 'not confirmed'}")
-    return comparisons
+def regression_record(found: HistoryComparison) -> dict:
+    """The regression check's figures for summary.json (keys in results/README.md)."""
+    return {
+        "baseline": found.label,
+        "comparisons": [{"kind": c.kind, "variant": c.variant, "shape": c.shape,
+                         "baseline": c.baseline, "current": c.current,
+                         "factor": round(c.factor, 4), "regressed": c.regressed,
+                         "machine_factor": c.machine_factor and round(c.machine_factor, 4),
+                         "detectable_factor": c.detectable and round(c.detectable, 4),
+                         "message": c.message} for c in found.comparisons],
+        "change_points": [{"variant": cp.variant, "shape": cp.shape, "shift": round(cp.shift, 4),
+                           "before": cp.before.label, "after": cp.after.label,
+                           "runs_before": cp.runs_before, "runs_after": cp.runs_after,
+                           "p_value": cp.p_value, "confirmed": cp.confirmed,
+                           "fails": cp.fails, "causes": cp.causes()}
+                          for cp in found.change_points],
+        "notes": found.notes,
+    }
 
 
 def finish_run(gate) -> Outcome:
     config = gate.config
     latest = config.results_dir / "latest"
-    data = summary.write(gate)
+    data = summary.build(gate)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", history.HistoryWarning)
         runs = history.load_runs(history.storage_folder(config.results_dir, config.arch))
     outcome = Outcome([f"perf-gate: WARNING {w.message}" for w in caught])
     found = compare_with_history(gate, data, runs)
+    summary.write(gate, {**data, "regression": regression_record(found)})
     comparisons, baseline_label = found.comparisons, found.label
     outcome.regressed = [c for c in comparisons if c.regressed]
+    outcome.change_points = [cp for cp in found.change_points if cp.fails]
     pngs = [plots.latency_bars(data, latest / "latency.png")]
     if any("memory" in v for v in data["variants"].values()):
         pngs.append(plots.memory_bars(data, latest / "memory.png"))
@@ -101,11 +110,12 @@ def finish_run(gate) -> Outcome:
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
-    report.write_markdown(latest / "report.md", data, comparisons, baseline_label, pngs, changes,
-                          found.notes)
+    check = report.comparison_lines(comparisons, baseline_label, found.notes,
+                                    found.change_points)
+    report.write_markdown(latest / "report.md", data, check, pngs, changes)
     action_files = report.write_action_benchmark(latest, data)
     outcome.lines += summary.table_lines(data, changes)
-    outcome.lines += [""] + report.comparison_lines(comparisons, baseline_label, found.notes)
+    outcome.lines += [""] + check
     built, reused = data["artifacts"]["built"], data["artifacts"]["reused"]
     outcome.lines += ["", f"artifacts: {len(built)} built ({', '.join(built) or 'none'}), "
                       f"{len(reused)} reused from the cache ({', '.join(reused) or 'none'})"]

@@ -60,8 +60,8 @@ def build(gate) -> dict:
     }
 
 
-def write(gate) -> dict:
-    data = build(gate)
+def write(gate, data: dict | None = None) -> dict:
+    data = data if data is not None else build(gate)
     write_json(gate.config.results_dir / "latest" / "summary.json", data)
     return data
 
@@ -76,7 +76,7 @@ def _change(factor: float | None) -> str:
 
 def table_lines(data: dict, changes: dict | None = None) -> list[str]:
     """One table per shape: latency, ratio, memory, disk, quality and the change since the
-    baseline run (``changes``: (variant, shape) -> median latency factor against it)."""
+    history (``changes``: (variant, shape) -> latency change net of the machine's mood)."""
     changes = changes or {}
     shapes = sorted({s for v in data["variants"].values() for s in v["latency"]}) or ["-"]
     header = (f"{'variant':<14} {'median ms':>10} {'p90 ms':>9} {'ratio':>7} {'peak MB':>8} "

@@ -33,7 +33,10 @@ SUMMARY = {
     "steps": [{"label": "exporting", "depth": 0, "seconds": 24.5, "failed": False}],
 }
 SLOWER = Comparison("latency", "onnx-int8", "b1-s16", 0.2, 0.25, 1.25, 0.004, True,
-                    "onnx-int8 [b1-s16] median latency regressed")
+                    "onnx-int8 [b1-s16] latency regressed", machine_factor=1.05,
+                    detectable=1.12)
+HIDDEN = Comparison("latency", "onnx-fp32", "b8-s64", 0.5, 0.55, 1.10, 0.2, False,
+                    "onnx-fp32 [b8-s64] latency unchanged", machine_factor=1.0, detectable=1.41)
 
 
 def test_terminal_table_has_every_column_and_the_failures():
@@ -49,9 +52,14 @@ def test_terminal_table_has_every_column_and_the_failures():
 def test_comparison_table_and_first_run():
     assert report.comparison_lines([], None) == [
         "regression check: no baseline yet (first run on this machine): passed"]
-    lines = report.comparison_lines([SLOWER], "#0001")
-    assert "REGRESSED" in lines[2] and "+25.0%" in lines[2] and "0.0040" in lines[2]
-    assert lines[-1] == "regression check: 0 ok, 1 regressed"
+    lines = report.comparison_lines([SLOWER, HIDDEN], "#0001")
+    for column in ("usual", "now", "machine", "change", "catches", "p", "verdict"):
+        assert column in lines[1]
+    assert lines[2].split() == ["onnx-int8", "latency", "b1-s16", "200.00", "250.00", "+5.0%",
+                                "+25.0%", "+12.0%", "0.0040", "REGRESSED"]
+    assert lines[4] == ("this machine's noise hides a 25% regression tonight in: onnx-fp32 "
+                        "[b8-s64] (catches +41% or more)")
+    assert lines[-2:] == ["regression check: 1 ok, 1 regressed", "change points: none in the history"]
 
 
 def test_report_files(tmp_path):
@@ -59,7 +67,8 @@ def test_report_files(tmp_path):
             plots.memory_bars(SUMMARY, tmp_path / "memory.png"),
             plots.quality_bars(SUMMARY, tmp_path / "quality.png")]
     assert all(p.stat().st_size > 10_000 for p in pngs)
-    report.write_markdown(tmp_path / "report.md", SUMMARY, [SLOWER], "#0001", pngs, {})
+    check = report.comparison_lines([SLOWER], "#0001")
+    report.write_markdown(tmp_path / "report.md", SUMMARY, check, pngs, {})
     text = (tmp_path / "report.md").read_text()
     for part in ("## Verdicts", "- FAIL onnx-int8", "REGRESSED", "nrefs:1|tok:13a",
                  "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0"):

@@ -1,0 +1,163 @@
+"""Slow drifts over the history: change points in each latency figure, found with ruptures.
+
+Tonight's check (regression.py) catches a large step in one run; a smaller shift that lasts is
+found here, over the history of comparable runs. Each figure's series is its residual run by run
+(regression.residual: the best round relative to the machine's mood in that run), so a night on
+a slow machine is no step. ruptures' PELT with a least-squares cost finds where the series' mean
+steps, with a penalty scaled by the series' own noise, read off successive differences so that
+the step itself does not inflate it. A change point is confirmed when at least CONFIRM_RUNS runs
+lie on its later side, the step is at least MIN_SHIFT and a Welch t-test between the two segments
+agrees (p < ALPHA); it is listed with the runs on both sides and what changed between them
+(commit, libraries, model fingerprints, artifact keys): the likely cause. A confirmed slowdown
+whose later segment holds the newest run fails the gate.
+
+Why ruptures: Apache Otava (E-Divisive with a significance test) pins numpy 2.2 and scipy < 1.17
+and brings BigQuery, Postgres and Slack clients; MongoDB's signal-processing-algorithms needs
+numpy < 2 and gevent and builds a C extension from source; ruptures needs numpy and scipy only
+and ships wheels. Its PELT has no significance test of its own, hence the Welch test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import numpy
+import ruptures
+from scipy.stats import ttest_ind
+
+from perf_tests.harness import regression
+
+WINDOW = 60  # the newest runs searched; older ones are history already judged
+MIN_SEGMENT = 3  # runs on each side of a change point (so it is confirmed with the 3rd run after)
+CONFIRM_RUNS = 3
+MIN_SHIFT = 0.05  # a step under 5 % is not a change worth a line
+ALPHA = 0.01
+PENALTY = 4.0  # x noise variance x log(runs): measured on recorded unchanged histories
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What identifies a run for the cause of a change: its label and what it was measured with."""
+    label: str
+    commit: str
+    libraries: dict = field(default_factory=dict)
+    fingerprints: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run) -> RunInfo:
+        gate = run.gate
+        artifacts = {key[0]: entry["extra_info"].get("artifact")
+                     for key, entry in run.latency().items() if entry["extra_info"].get("artifact")}
+        return cls(run.label, str((run.data.get("commit_info") or {}).get("id") or "")[:12],
+                   dict(gate.get("libraries", {})),
+                   {role: m.get("fingerprint") for role, m in gate.get("models", {}).items()},
+                   artifacts)
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    variant: str
+    shape: str
+    before: RunInfo  # the last run of the earlier segment
+    after: RunInfo  # the first run of the later segment
+    runs_before: int
+    runs_after: int
+    shift: float  # factor of the later segment's level over the earlier one's
+    p_value: float
+    confirmed: bool
+    at_newest: bool  # the later segment reaches the newest run
+
+    @property
+    def fails(self) -> bool:
+        return self.confirmed and self.at_newest and self.shift > 1
+
+    def causes(self) -> list[str]:
+        return differences(self.before, self.after)
+
+    @property
+    def message(self) -> str:
+        state = ("confirmed" if self.confirmed else
+                 f"not confirmed yet ({self.runs_after} of {CONFIRM_RUNS} runs after it)")
+        change = "slower" if self.shift > 1 else "faster"
+        cause = "; ".join(self.causes()) or "nothing recorded changed (the machine or the code "\
+                                            "outside the recorded keys)"
+        return (f"{self.variant} [{self.shape}] change point: x{self.shift:.3f} ({change}) between "
+                f"{self.before.label} and {self.after.label} ({self.runs_before} runs before, "
+                f"{self.runs_after} after; Welch p={self.p_value:.4f}), {state}; changed: {cause}")
+
+
+def differences(before: RunInfo, after: RunInfo) -> list[str]:
+    """What differs between two runs: the likely cause of a change between them."""
+    out = []
+    if before.commit != after.commit:
+        out.append(f"commit {before.commit or '?'} -> {after.commit or '?'}")
+    for name in sorted(set(before.libraries) | set(after.libraries)):
+        old, new = before.libraries.get(name), after.libraries.get(name)
+        if old != new:
+            out.append(f"{name} {old} -> {new}")
+    for role in sorted(set(before.fingerprints) | set(after.fingerprints)):
+        if before.fingerprints.get(role) != after.fingerprints.get(role):
+            out.append(f"{role} model fingerprint {before.fingerprints.get(role)} -> "
+                       f"{after.fingerprints.get(role)}")
+    for variant in sorted(set(before.artifacts) | set(after.artifacts)):
+        if before.artifacts.get(variant) != after.artifacts.get(variant):
+            out.append(f"artifact {before.artifacts.get(variant)} -> {after.artifacts.get(variant)}")
+    return out
+
+
+def noise_sd(series: list[float]) -> float:
+    """The series' noise, robust to steps: the scaled median absolute successive difference."""
+    steps = [abs(b - a) for a, b in zip(series, series[1:])]
+    return 1.4826 * statistics.median(steps) / math.sqrt(2) if steps else 0.0
+
+
+def breaks(series: list[float], penalty: float = PENALTY) -> list[int]:
+    """Indexes where a new segment starts (PELT, least squares, noise-scaled penalty)."""
+    sd = noise_sd(series)
+    if len(series) < 2 * MIN_SEGMENT or sd == 0:
+        return []
+    signal = numpy.asarray(series, dtype=float).reshape(-1, 1)
+    found = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(signal)
+    return found.predict(pen=penalty * sd * sd * math.log(len(series)))[:-1]
+
+
+def residual_series(entries: list[dict], key: tuple[str, str]) -> list[tuple[int, float]]:
+    """(index in entries, residual) for each run that measured the figure."""
+    all_figures = [regression.figures(run) for run in entries]
+    usual = regression.usual_levels(all_figures)
+    fig = (key[0], key[1], key[0])
+    return [(i, regression.residual(figs, usual, fig)) for i, figs in enumerate(all_figures)
+            if fig in figs]
+
+
+def find(runs: list, current: dict | None = None, penalty: float = PENALTY) -> list[ChangePoint]:
+    """Change points of every latency figure over the newest WINDOW runs (history.Run, oldest
+    first, the current run last); ``current`` filters the runs to those comparable with it."""
+    runs = runs[-WINDOW:]
+    entries = [run.latency() for run in runs]
+    if current is not None:
+        entries = [{k: e for k, e in run.items() if k in current
+                    and regression._comparable(current[k], e)} for run in entries]
+    keys = sorted({key for run in entries for key in run})
+    found = []
+    for key in keys:
+        series = residual_series(entries, key)
+        values = [value for _, value in series]
+        bounds = [0, *breaks(values, penalty), len(values)]
+        for j in range(1, len(bounds) - 1):
+            found.append(_change_point(key, runs, series, values, bounds[j - 1:j + 2]))
+    return found
+
+
+def _change_point(key, runs, series, values, bounds) -> ChangePoint:
+    """The change at bounds[1], between the segments bounds[0]:bounds[1] and bounds[1]:bounds[2]."""
+    earlier, later = values[bounds[0]:bounds[1]], values[bounds[1]:bounds[2]]
+    shift = math.exp(statistics.fmean(later) - statistics.fmean(earlier))
+    p_value = float(ttest_ind(later, earlier, equal_var=False).pvalue)
+    confirmed = len(later) >= CONFIRM_RUNS and abs(shift - 1) >= MIN_SHIFT and p_value < ALPHA
+    return ChangePoint(key[0], key[1], RunInfo.of(runs[series[bounds[1] - 1][0]]),
+                       RunInfo.of(runs[series[bounds[1]][0]]), len(earlier), len(later), shift,
+                       p_value, confirmed, bounds[2] == len(values))

@@ -1,0 +1,77 @@
+"""Change points over a synthetic history: steps found with their cause, noise and slow nights not."""
+
+import json
+import random
+
+import pytest
+
+from perf_tests.harness import changepoints, history
+from perf_tests.unit.test_regression import gate_run
+
+pytestmark = pytest.mark.unit
+
+
+def write_history(folder, runs, libraries=None, commits=None):
+    """runs: latency entries per run (oldest first) -> history files; libraries and commits:
+    run index -> what that run was measured with."""
+    for number, entries in enumerate(runs, start=1):
+        stamp = f"2026-11-{1 + number // 24:02d}T{number % 24:02d}:00:00"
+        benches = [{"extra_info": {"variant": v, "shape": s, "artifact": f"{v}-key", **e["extra_info"]},
+                    "stats": {"data": e["data"]}} for (v, s), e in entries.items()]
+        gate = {"run_id": str(number),
+                "libraries": {"onnxruntime": (libraries or {}).get(number, "1.32.0")}}
+        path = folder / "machine" / f"{number:04d}_c_{stamp}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"datetime": stamp, "benchmarks": benches, "perf_gate": gate,
+                                    "commit_info": {"id": (commits or {}).get(number, "aaa")}}))
+    return history.load_runs(folder)
+
+
+def runs_with(seed, count, slower_from=None, factor=1.10, machine_from=None, variant="onnx-int8"):
+    rng = random.Random(seed)
+    out = []
+    for index in range(1, count + 1):
+        slower = {variant: factor} if slower_from and index >= slower_from else None
+        machine = 1.3 if machine_from and index >= machine_from else 1.0
+        out.append(gate_run(rng, machine=machine * rng.uniform(0.95, 1.05), sd=0.02,
+                            slower=slower))
+    return out
+
+
+def test_an_unchanged_history_has_no_confirmed_change_point(tmp_path):
+    found = changepoints.find(write_history(tmp_path, runs_with(1, 24)))
+    assert not [cp for cp in found if cp.confirmed]
+
+
+def test_a_sustained_slowdown_is_found_with_its_cause_and_fails(tmp_path):
+    later = {n: "1.33.0" for n in range(16, 21)}
+    commits = {n: "bbb" for n in range(16, 21)}
+    runs = write_history(tmp_path, runs_with(2, 20, slower_from=16), later, commits)
+    [cp] = [cp for cp in changepoints.find(runs) if cp.confirmed]
+    assert (cp.variant, cp.shape) == ("onnx-int8", "b1-s16")
+    assert cp.before.label.startswith("#0015") and cp.after.label.startswith("#0016")
+    assert (cp.runs_before, cp.runs_after) == (15, 5) and 1.06 < cp.shift < 1.15
+    assert cp.fails and cp.causes() == ["commit aaa -> bbb", "onnxruntime 1.32.0 -> 1.33.0"]
+    assert "x1.0" in cp.message and "(slower) between #0015" in cp.message
+
+
+def test_a_step_with_two_runs_after_it_is_not_confirmed_yet(tmp_path):
+    runs = write_history(tmp_path, runs_with(3, 20, slower_from=19, factor=1.3))
+    assert not any(cp.fails for cp in changepoints.find(runs))
+
+
+def test_a_speedup_is_listed_but_does_not_fail(tmp_path):
+    runs = write_history(tmp_path, runs_with(4, 20, slower_from=14, factor=0.85))
+    found = [cp for cp in changepoints.find(runs) if cp.confirmed]
+    assert found and all(cp.shift < 1 and not cp.fails for cp in found)
+    assert "(faster)" in found[0].message
+
+
+def test_a_machine_slower_for_the_last_runs_is_no_change_point(tmp_path):
+    runs = write_history(tmp_path, runs_with(5, 20, machine_from=14))
+    assert not [cp for cp in changepoints.find(runs) if cp.confirmed]
+
+
+def test_a_flat_or_short_series_has_no_break():
+    assert changepoints.breaks([0.0] * 12) == []
+    assert changepoints.breaks([0.0, 0.1, 0.0, 0.1, 0.0]) == []
