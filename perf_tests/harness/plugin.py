@@ -142,6 +142,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "unit: fast tests of the harness itself")
     config.addinivalue_line("markers", "integration: builds small models to test the harness "
                             "end to end (other architectures, planted regressions)")
+    config.addinivalue_line("markers", "fidelity: the live trial of the gate against itself "
+                            "(tox -e fidelity); deselected unless -m names it")
     if hasattr(config, "workerinput"):
         return
     try:
@@ -155,7 +157,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """Autosave every run that times something, raw samples included: that is the history."""
+    """Leave the live fidelity trial out unless asked for by -m; autosave every run that times
+    something, raw samples included: that is the history."""
+    if "fidelity" not in (config.option.markexpr or ""):
+        live = [item for item in items if item.get_closest_marker("fidelity")]
+        if live:
+            config.hook.pytest_deselected(items=live)
+            items[:] = [item for item in items if not item.get_closest_marker("fidelity")]
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return
