@@ -40,11 +40,12 @@ class Run:
         return f"#{self.number:04d} {self.data.get('datetime', '')[:16]}"
 
     def latency(self) -> dict[tuple[str, str], dict]:
-        """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}}."""
+        """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}};
+        figures that are no latency (``figure`` in extra_info: ratios) are left out."""
         found = {}
         for bench in self.data.get("benchmarks", []):
             info = bench.get("extra_info", {})
-            if "variant" in info and "shape" in info:
+            if "variant" in info and "shape" in info and "figure" not in info:
                 stats = bench.get("stats", {})
                 found[(info["variant"], info["shape"])] = {
                     "data": stats.get("data") or [], "median": stats.get("median"),
