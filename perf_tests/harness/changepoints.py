@@ -8,8 +8,8 @@ steps, with a penalty scaled by the series' own noise, read off successive diffe
 the step itself does not inflate it. A change point is confirmed when at least CONFIRM_RUNS runs
 lie on its later side, the step is at least MIN_SHIFT and a Welch t-test between the two segments
 agrees (p < ALPHA); it is listed with the runs on both sides and what changed between them
-(commit, libraries, model fingerprints, artifact keys): the likely cause. A confirmed slowdown
-whose later segment holds the newest run fails the gate.
+(commit, libraries, model fingerprints, artifact keys): the likely cause. A slowdown that the
+newest run confirms fails the gate (ChangePoint.fails says how a team accepts one).
 
 Why ruptures: Apache Otava (E-Divisive with a significance test) pins numpy 2.2 and scipy < 1.17
 and brings BigQuery, Postgres and Slack clients; MongoDB's signal-processing-algorithms needs
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy
 import ruptures
@@ -69,10 +69,18 @@ class ChangePoint:
     p_value: float
     confirmed: bool
     at_newest: bool  # the later segment reaches the newest run
+    new: bool = False  # confirmed with the newest run and not without it
+
+    @property
+    def lasting_slowdown(self) -> bool:
+        return self.confirmed and self.at_newest and self.shift > 1
 
     @property
     def fails(self) -> bool:
-        return self.confirmed and self.at_newest and self.shift > 1
+        """The newest run confirms a slowdown that lasts to it. The nightly keeps failing runs
+        out of its history, so it stays red until the change is fixed, or accepted by keeping
+        one failing run (the workflow's ``accept`` input): then it was confirmed before."""
+        return self.lasting_slowdown and self.new
 
     def causes(self) -> list[str]:
         return differences(self.before, self.after)
@@ -135,8 +143,16 @@ def residual_series(entries: list[dict], key: tuple[str, str]) -> list[tuple[int
 
 def find(runs: list, current: dict | None = None, penalty: float = PENALTY) -> list[ChangePoint]:
     """Change points of every latency figure over the newest WINDOW runs (history.Run, oldest
-    first, the current run last); ``current`` filters the runs to those comparable with it."""
-    runs = runs[-WINDOW:]
+    first, the current run last); ``current`` filters the runs to those comparable with it.
+    A lasting slowdown is new when the runs without the newest did not confirm one already."""
+    found = _search(runs[-WINDOW:], current, penalty)
+    before = {(cp.variant, cp.shape) for cp in _search(runs[-WINDOW - 1:-1], current, penalty)
+              if cp.lasting_slowdown}
+    return [replace(cp, new=(cp.variant, cp.shape) not in before) if cp.lasting_slowdown else cp
+            for cp in found]
+
+
+def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoint]:
     entries = [run.latency() for run in runs]
     if current is not None:
         entries = [{k: e for k, e in run.items() if k in current

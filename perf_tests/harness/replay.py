@@ -21,6 +21,7 @@ gate judges a new run:
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,39 @@ def unchanged_change_points(runs: list[history.Run]) -> Tally:
     return tally
 
 
+def _ratio_medians(entries: dict, slower: tuple | None = None, factor: float = 1.0) -> dict:
+    """Each candidate's median of its rounds over the interleaved baseline rounds, as the latency
+    ratio benchmark group stores it; ``slower`` has its own rounds made ``factor`` slower."""
+    out = {}
+    for key, entry in entries.items():
+        paired = entry["extra_info"].get("paired_baseline_s") or []
+        if paired:
+            scale = factor if key == slower else 1.0
+            out[key] = statistics.median(c * scale / b for c, b in zip(entry["data"], paired))
+    return out
+
+
+def compare_fail_tries(runs: list[history.Run], percent: float, slowdown: float) -> list[Tally]:
+    """pytest-benchmark's ``--benchmark-compare-fail=median:<percent>%`` on the latency ratio
+    group, over consecutive pairs of runs: unchanged pairs must pass, planted ones fail."""
+    entries = [run.latency() for run in runs]
+    unchanged = Tally(f"--benchmark-compare-fail=median:{percent:g}% unchanged pairs failing")
+    planted = Tally(f"--benchmark-compare-fail=median:{percent:g}% planted {slowdown:.0%} caught")
+    for before, after, label in zip(entries, entries[1:], [r.label for r in runs[1:]]):
+        old = _ratio_medians(before)
+        new = _ratio_medians(after)
+        changes = {k: new[k] / old[k] - 1 for k in new if k in old}
+        if not changes:
+            continue
+        worst = max(changes, key=changes.get)
+        unchanged.add(changes[worst] * 100 > percent,
+                      f"{label}: worst {worst[0]} [{worst[1]}] {changes[worst]:+.1%}")
+        for key in sorted(changes):
+            grown = _ratio_medians(after, key, 1 + slowdown)[key] / old[key] - 1
+            planted.add(grown * 100 > percent, f"{label} {key[0]} [{key[1]}]: {grown:+.1%}")
+    return [unchanged, planted]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("history", type=Path, help="a storage folder, e.g. results/history/x86_64")
@@ -173,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-factor", type=float, default=regression.DEFAULT_MIN_FACTOR)
     parser.add_argument("--false-alarm-rate", type=float,
                         default=regression.DEFAULT_FALSE_ALARM_RATE)
+    parser.add_argument("--compare-fail", type=float, default=15.0, metavar="PERCENT",
+                        help="the --benchmark-compare-fail=median:PERCENT%% recipe to replay")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per try")
     args = parser.parse_args(argv)
     for folder in filter(None, (args.history, args.slow_machine)):
@@ -191,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         tallies.append(slow_machine_tries(runs, history.load_runs(args.slow_machine), rule))
     starts = list(range(len(runs) // 2, len(runs) - FOUND_WITHIN + 1, 3))
     tallies += [unchanged_change_points(runs), drift_tries(runs, args.drift, starts)]
+    tallies += compare_fail_tries(runs, args.compare_fail, args.slowdown)
     for tally in tallies:
         if args.verbose:
             print("\n".join(f"  {line}" for line in tally.lines))

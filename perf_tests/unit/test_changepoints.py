@@ -46,13 +46,21 @@ def test_an_unchanged_history_has_no_confirmed_change_point(tmp_path):
 def test_a_sustained_slowdown_is_found_with_its_cause_and_fails(tmp_path):
     later = {n: "1.33.0" for n in range(16, 21)}
     commits = {n: "bbb" for n in range(16, 21)}
-    runs = write_history(tmp_path, runs_with(2, 20, slower_from=16), later, commits)
+    runs = write_history(tmp_path, runs_with(2, 19, slower_from=16), later, commits)
+    assert not any(cp.confirmed for cp in changepoints.find(runs[:-1]))  # 3 runs: not yet
     [cp] = [cp for cp in changepoints.find(runs) if cp.confirmed]
     assert (cp.variant, cp.shape) == ("onnx-int8", "b1-s16")
     assert cp.before.label.startswith("#0015") and cp.after.label.startswith("#0016")
-    assert (cp.runs_before, cp.runs_after) == (15, 5) and 1.06 < cp.shift < 1.15
+    assert (cp.runs_before, cp.runs_after) == (15, 4) and 1.06 < cp.shift < 1.15
     assert cp.fails and cp.causes() == ["commit aaa -> bbb", "onnxruntime 1.32.0 -> 1.33.0"]
     assert "x1.0" in cp.message and "(slower) between #0015" in cp.message
+
+
+def test_a_change_point_kept_past_its_confirmation_is_history(tmp_path):
+    """Once the confirming run is kept in the history (accepted), the next run does not fail."""
+    runs = write_history(tmp_path, runs_with(2, 20, slower_from=16))
+    [cp] = [cp for cp in changepoints.find(runs) if cp.confirmed]
+    assert cp.runs_after == 5 and cp.lasting_slowdown and not cp.new and not cp.fails
 
 
 def test_a_step_with_two_runs_after_it_is_not_confirmed_yet(tmp_path):
