@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--contention", type=float, default=0.0,
                         help="fraction of the time a neighbour streams memory (default: none)")
+    parser.add_argument("--results", type=Path, help="keep the runs' results folder here (runs "
+                        "are added to its history; default: a temporary folder)")
     parser.add_argument("--trim-only", type=Path, metavar="STORAGE",
                         help="trim an existing history storage folder instead of recording")
     parser.add_argument("pytest_args", nargs="*", help="extra gate options, after --")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print("record: --contention takes a fraction in [0, 1)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="perf-record-") as scratch:
-        results = Path(scratch) / "results"
+        results = args.results or Path(scratch) / "results"
         stop = multiprocessing.Event()
         neighbour = multiprocessing.Process(target=_neighbour, args=(args.contention, stop))
         if args.contention:

@@ -1,0 +1,95 @@
+"""The gate's fidelity on recorded histories: same data, same verdicts, every time, in seconds.
+
+perf_tests/unit/data/histories/ holds unchanged whole-gate latency runs recorded on this
+project's machines with ``python -m perf_tests.harness.record`` (its README says which machine,
+when, and how): a quiet series, and runs with a memory-streaming neighbour busy part of the time
+(a machine slower for whole runs, unevenly across variants). Planted shifts are applied to the
+recorded rounds, as ``--perf-plant`` applies them to live ones. The live trial of the same
+promises is ``tox -e fidelity``.
+"""
+
+import pytest
+
+from perf_tests.harness import history, replay
+from perf_tests.harness.config import ROOT
+from perf_tests.harness.regression import Rule
+
+pytestmark = pytest.mark.unit
+
+HISTORIES = ROOT / "perf_tests" / "unit" / "data" / "histories"
+RECORDED = sorted(p.name for p in HISTORIES.glob("*") if p.is_dir()
+                  and not p.name.endswith("-contended"))
+
+
+@pytest.fixture(scope="module", params=RECORDED)
+def runs(request):
+    return history.load_runs(HISTORIES / request.param)
+
+
+def test_unchanged_runs_raise_at_most_one_false_alarm_in_twenty(runs):
+    tally = replay.aa_tries(runs, Rule())
+    assert tally.tries >= 19, tally.summary()
+    assert tally.hits <= tally.tries // 20, "\n".join([tally.summary(), *tally.lines])
+
+
+def test_a_25pc_slower_variant_is_caught_where_the_noise_allows(runs):
+    tally = replay.planted_tries(runs, Rule(), 0.25)
+    assert tally.tries >= 0.8 * (tally.tries + tally.hidden), "the noise hides most plants"
+    assert tally.hits >= 0.95 * tally.tries, "\n".join(
+        [tally.summary(), *[line for line in tally.lines if "MISSED" in line]])
+
+
+def test_a_busier_machine_is_no_regression(runs):
+    label = runs[0].path.parents[1].name
+    busier = HISTORIES / f"{label}-contended"
+    if not busier.is_dir():
+        pytest.skip(f"no busier-machine recording for {label}")
+    tally = replay.slow_machine_tries(runs, history.load_runs(busier), Rule())
+    assert tally.tries >= 5 and tally.hits <= max(1, tally.tries // 20), "\n".join(
+        [tally.summary(), *tally.lines])
+
+
+def test_every_variant_30pc_slower_is_no_regression(runs):
+    """The machine's mood is read off the run itself: a uniform slowdown cancels exactly."""
+    entries = [run.latency() for run in runs]
+    for index in range(len(runs) - 5, len(runs)):
+        slow = {key: replay.slowed(entry, 1.30, interleaved=True)
+                for key, entry in entries[index].items()}
+        found = replay.judge(slow, entries[:index], Rule())
+        assert found and not any(c.regressed for c in found)
+        assert all(1.2 < c.machine_factor < 1.45 for c in found)
+
+
+def test_no_change_point_in_unchanged_runs(runs):
+    tally = replay.unchanged_change_points(runs)
+    assert tally.hits == 0, "\n".join(tally.lines)
+
+
+def test_a_sustained_10pc_drift_is_found_within_five_runs(runs):
+    starts = list(range(len(runs) // 2, len(runs) - replay.FOUND_WITHIN + 1, 3))
+    tally = replay.drift_tries(runs, 0.10, starts)
+    assert tally.tries >= 8 and tally.hits >= 0.95 * tally.tries, "\n".join(
+        [tally.summary(), *[line for line in tally.lines if "MISSED" in line]])
+
+
+def test_the_readme_compare_fail_recipe_passes_unchanged_pairs_and_fails_a_plant(runs):
+    unchanged, planted = replay.compare_fail_tries(runs, 15.0, 0.25)
+    assert unchanged.tries >= 10 and unchanged.hits == 0, "\n".join(unchanged.lines)
+    assert planted.hits == planted.tries, "\n".join(
+        line for line in planted.lines if not line.endswith("%") or "+1" in line)
+
+
+def test_the_replay_tool_prints_every_rate(runs, capsys):
+    folder = runs[0].path.parents[1]
+    assert replay.main([str(folder)]) == 0
+    out = capsys.readouterr().out
+    for part in ("A/A false alarms:", "planted 25% slowdown caught:", "Wilson 95 %",
+                 "change points in the unchanged history:", "sustained 10% drift found",
+                 "--benchmark-compare-fail=median:15% unchanged pairs failing"):
+        assert part in out
+
+
+def test_a_short_or_missing_history_is_one_line(tmp_path, capsys):
+    assert replay.main([str(tmp_path / "nowhere")]) == 2
+    assert replay.main([str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
