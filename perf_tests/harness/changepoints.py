@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy
@@ -172,7 +173,9 @@ def _change_point(key, runs, series, values, bounds) -> ChangePoint:
     """The change at bounds[1], between the segments bounds[0]:bounds[1] and bounds[1]:bounds[2]."""
     earlier, later = values[bounds[0]:bounds[1]], values[bounds[1]:bounds[2]]
     shift = math.exp(statistics.fmean(later) - statistics.fmean(earlier))
-    p_value = float(ttest_ind(later, earlier, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # segments without spread: nan, and so not confirmed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(ttest_ind(later, earlier, equal_var=False).pvalue)
     confirmed = len(later) >= CONFIRM_RUNS and abs(shift - 1) >= MIN_SHIFT and p_value < ALPHA
     return ChangePoint(key[0], key[1], RunInfo.of(runs[series[bounds[1] - 1][0]]),
                        RunInfo.of(runs[series[bounds[1]][0]]), len(earlier), len(later), shift,

@@ -44,13 +44,28 @@ class Run:
         figures that are no latency (``figure`` in extra_info: ratios) are left out."""
         found = {}
         for bench in self.data.get("benchmarks", []):
-            info = bench.get("extra_info", {})
+            info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
             if "variant" in info and "shape" in info and "figure" not in info:
                 stats = bench.get("stats", {})
+                data, paired = stats.get("data") or [], info.get("paired_baseline_s") or []
+                if not (_timings(data) and _timings(paired, empty=True)):
+                    warnings.warn(f"skipping a damaged latency entry ({info['variant']} "
+                                  f"[{info['shape']}]) in history file {self.path}",
+                                  HistoryWarning, stacklevel=2)
+                    continue
                 found[(info["variant"], info["shape"])] = {
-                    "data": stats.get("data") or [], "median": stats.get("median"),
-                    "extra_info": info}
+                    "data": data, "median": stats.get("median"), "extra_info": info}
         return found
+
+
+def _timings(values, empty: bool = False) -> bool:
+    """A list of positive finite numbers (or, where allowed, nothing)."""
+    if not isinstance(values, list):
+        return False
+    if not values:
+        return empty
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
+               for x in values)
 
 
 def storage_folder(results_dir: Path, arch: str) -> Path:

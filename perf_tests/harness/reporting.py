@@ -93,11 +93,12 @@ def finish_run(gate) -> Outcome:
     config = gate.config
     latest = config.results_dir / "latest"
     data = summary.build(gate)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # a damaged file: named, skipped
         warnings.simplefilter("always", history.HistoryWarning)
         runs = history.load_runs(history.storage_folder(config.results_dir, config.arch))
-    outcome = Outcome([f"perf-gate: WARNING {w.message}" for w in caught])
-    found = compare_with_history(gate, data, runs)
+        found = compare_with_history(gate, data, runs)
+    outcome = Outcome(sorted({f"perf-gate: WARNING {w.message}" for w in caught
+                              if issubclass(w.category, history.HistoryWarning)}))
     summary.write(gate, {**data, "regression": regression_record(found)})
     comparisons, baseline_label = found.comparisons, found.label
     outcome.regressed = [c for c in comparisons if c.regressed]

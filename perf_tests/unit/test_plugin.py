@@ -48,6 +48,9 @@ def test_good_options_run(run):
     (["--perf-preset=sse2"], "unknown preset 'sse2'"),
     (["--perf-limits=/nope.toml"], "limits file /nope.toml does not exist"),
     (["--perf-shapes=b8"], "shape 'b8' is not of the form"),
+    (["--perf-false-alarm-rate=rarely"], "--perf-false-alarm-rate and --perf-baseline-runs take "
+                                         "numbers"),
+    (["--perf-false-alarm-rate=0.7"], "--perf-false-alarm-rate between 0 and 0.5"),
 ])
 def test_bad_option_is_one_line_exit_4(run, args, expected):
     assert_one_line_usage_error(run(*args), run, expected)

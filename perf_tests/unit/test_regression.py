@@ -171,6 +171,17 @@ def test_history_skips_a_corrupted_file_with_a_warning(tmp_path):
     assert broken.read_text() == '{"benchmarks": ['  # never rewritten
 
 
+def test_a_damaged_latency_entry_is_skipped_with_the_file_named(tmp_path):
+    path = write_run(tmp_path, 1, "a")
+    data = json.loads(path.read_text())
+    data["benchmarks"][0]["stats"]["data"] = [0.1, "fast", -1]
+    path.write_text(json.dumps(data))
+    [run] = history.load_runs(tmp_path)
+    with pytest.warns(history.HistoryWarning, match=f"damaged latency entry .* in history file {path}"):
+        assert run.latency() == {}
+    assert json.loads(path.read_text()) == data  # never rewritten
+
+
 def test_baseline_pool_selection(tmp_path):
     for number, run_id in enumerate("abcdefg", start=1):
         write_run(tmp_path, number, run_id, f"2026-11-24T1{number}:00:00")
