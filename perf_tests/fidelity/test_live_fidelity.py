@@ -94,7 +94,7 @@ def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path, record_
         check = gate_run(_copy(results, tmp_path / f"planted-{attempt}"),
                          "--perf-plant=onnx-int8:slowdown=0.25")
         int8 = _int8(check)
-        if int8 and int8["detectable_factor"] >= 1.25 and not int8["regressed"]:
+        if int8 and int8["detectable_factor"] > 1.25:  # the noise hides it
             planted.hidden += 1
         else:
             planted.add(bool(int8 and int8["regressed"]), _row("planted", check))

@@ -6,15 +6,17 @@ found here, over the history of comparable runs. Each figure's series is its res
 a slow machine is no step. ruptures' PELT with a least-squares cost finds where the series' mean
 steps, with a penalty scaled by the series' own noise, read off successive differences so that
 the step itself does not inflate it. A change point is confirmed when at least CONFIRM_RUNS runs
-lie on its later side, the step is at least MIN_SHIFT and a Welch t-test between the two segments
-agrees (p < ALPHA); it is listed with the runs on both sides and what changed between them
-(commit, libraries, model fingerprints, artifact keys): the likely cause. A slowdown that the
+lie on its later side, the step is at least MIN_SHIFT and Student's t-test between the two
+segments agrees (p < ALPHA; the noise is the machine's, the same on both sides, so it is pooled:
+three runs after a step carry too few degrees of freedom for a variance of their own). It is
+listed with the runs on both sides and what changed between them (commit, libraries, model
+fingerprints, artifact keys): the likely cause. A slowdown that the
 newest run confirms fails the gate (ChangePoint.fails says how a team accepts one).
 
 Why ruptures: Apache Otava (E-Divisive with a significance test) pins numpy 2.2 and scipy < 1.17
 and brings BigQuery, Postgres and Slack clients; MongoDB's signal-processing-algorithms needs
 numpy < 2 and gevent and builds a C extension from source; ruptures needs numpy and scipy only
-and ships wheels. Its PELT has no significance test of its own, hence the Welch test.
+and ships wheels. Its PELT has no significance test of its own, hence the t-test.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RunInfo:
     libraries: dict = field(default_factory=dict)
     fingerprints: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
+    plant: str | None = None  # a regression planted on purpose (the gate's own trials)
 
     @classmethod
     def of(cls, run) -> RunInfo:
@@ -55,7 +58,7 @@ class RunInfo:
         return cls(run.label, str((run.data.get("commit_info") or {}).get("id") or "")[:12],
                    dict(gate.get("libraries", {})),
                    {role: m.get("fingerprint") for role, m in gate.get("models", {}).items()},
-                   artifacts)
+                   artifacts, gate.get("plant"))
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,12 @@ class ChangePoint:
 
     @property
     def fails(self) -> bool:
-        """The newest run confirms a slowdown that lasts to it. The nightly keeps failing runs
-        out of its history, so it stays red until the change is fixed, or accepted by keeping
-        one failing run (the workflow's ``accept`` input): then it was confirmed before."""
-        return self.lasting_slowdown and self.new
+        """The newest run confirms a slowdown that lasts to it, and something recorded changed
+        across it (when nothing did, the machine changed, and the change point is reported
+        only). The nightly keeps failing runs out of its history, so it stays red until the
+        change is fixed, or accepted by keeping one failing run (the workflow's ``accept``
+        input): then it was confirmed before."""
+        return self.lasting_slowdown and self.new and bool(self.causes())
 
     def causes(self) -> list[str]:
         return differences(self.before, self.after)
@@ -95,7 +100,7 @@ class ChangePoint:
                                             "outside the recorded keys)"
         return (f"{self.variant} [{self.shape}] change point: x{self.shift:.3f} ({change}) between "
                 f"{self.before.label} and {self.after.label} ({self.runs_before} runs before, "
-                f"{self.runs_after} after; Welch p={self.p_value:.4f}), {state}; changed: {cause}")
+                f"{self.runs_after} after; t-test p={self.p_value:.4f}), {state}; changed: {cause}")
 
 
 def differences(before: RunInfo, after: RunInfo) -> list[str]:
@@ -114,6 +119,8 @@ def differences(before: RunInfo, after: RunInfo) -> list[str]:
     for variant in sorted(set(before.artifacts) | set(after.artifacts)):
         if before.artifacts.get(variant) != after.artifacts.get(variant):
             out.append(f"artifact {before.artifacts.get(variant)} -> {after.artifacts.get(variant)}")
+    if before.plant != after.plant:
+        out.append(f"planted {before.plant or 'nothing'} -> {after.plant or 'nothing'}")
     return out
 
 
@@ -145,10 +152,11 @@ def residual_series(entries: list[dict], key: tuple[str, str]) -> list[tuple[int
 def find(runs: list, current: dict | None = None, penalty: float = PENALTY) -> list[ChangePoint]:
     """Change points of every latency figure over the newest WINDOW runs (history.Run, oldest
     first, the current run last); ``current`` filters the runs to those comparable with it.
-    A lasting slowdown is new when the runs without the newest did not confirm one already."""
+    A lasting slowdown is new when the runs without the newest did not confirm one already
+    (with a recorded cause: one placed a run early, where nothing changed, does not count)."""
     found = _search(runs[-WINDOW:], current, penalty)
     before = {(cp.variant, cp.shape) for cp in _search(runs[-WINDOW - 1:-1], current, penalty)
-              if cp.lasting_slowdown}
+              if cp.lasting_slowdown and cp.causes()}
     return [replace(cp, new=(cp.variant, cp.shape) not in before) if cp.lasting_slowdown else cp
             for cp in found]
 
@@ -175,7 +183,7 @@ def _change_point(key, runs, series, values, bounds) -> ChangePoint:
     shift = math.exp(statistics.fmean(later) - statistics.fmean(earlier))
     with warnings.catch_warnings():  # segments without spread: nan, and so not confirmed
         warnings.simplefilter("ignore", RuntimeWarning)
-        p_value = float(ttest_ind(later, earlier, equal_var=False).pvalue)
+        p_value = float(ttest_ind(later, earlier).pvalue)
     confirmed = len(later) >= CONFIRM_RUNS and abs(shift - 1) >= MIN_SHIFT and p_value < ALPHA
     return ChangePoint(key[0], key[1], RunInfo.of(runs[series[bounds[1] - 1][0]]),
                        RunInfo.of(runs[series[bounds[1]][0]]), len(earlier), len(later), shift,

@@ -12,8 +12,9 @@ exceeds the mean by more than
 
 the one-sided Student-t prediction bound for one more unchanged run from n (the pool), where
 alpha is the false-alarm rate per figure (the run's rate split over the run's figures, so a
-whole run keeps the promised rate). exp(bound) is the smallest regression this machine can catch
-tonight; the report prints it per figure, and says so when it is above what a team cares about.
+whole run keeps the promised rate). A change of the bound plus t(0.95, n - 1) * s * sqrt(1 + 1/n)
+is caught in 95 % of runs: that is the smallest regression this machine can catch tonight; the
+report prints it per figure, and says so when it is above what a team cares about.
 The baseline variant's mood is read off the candidates' own tests alone (its interleaved rounds
 are itself): with three candidates or more, their median ignores one candidate that changed;
 with fewer, part of that change shows on the baseline too.
@@ -38,6 +39,7 @@ from perf_tests.harness.config import BASELINE
 
 DEFAULT_MIN_FACTOR = 1.10  # below this a change is not worth a red night, however steady the machine
 DEFAULT_FALSE_ALARM_RATE = 0.01  # per run, over all its latency figures
+MISS_RATE = 0.05  # what "can catch" means: a change this large is caught in 95 % of runs
 POOL_SIZE = 20  # comparable earlier runs the noise is read from
 MIN_POOL = 5  # fewer runs give no usable noise estimate: latency is not judged yet
 MEMORY_TOLERANCE = 0.10  # peak memory may grow 10 % (plus 5 MB) before it counts
@@ -61,7 +63,7 @@ class Comparison:
     regressed: bool
     message: str
     machine_factor: float | None = None  # latency: the mood of the run (other variants' shift)
-    detectable: float | None = None  # latency: the smallest factor this check catches tonight
+    detectable: float | None = None  # latency: the smallest factor caught in 95 % of runs tonight
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ class Noise:
         return max(math.log(min_factor),
                    float(student_t.ppf(1 - alpha, self.runs - 1)) * self.sd * spread)
 
+    def detectable(self, alpha: float, min_factor: float, pinned: bool = False) -> float:
+        """The smallest change (log) this check catches in 95 % of runs: the bound, plus the
+        noise a run may take off a real change 5 % of the time."""
+        spread = math.sqrt(2.0) if pinned else math.sqrt(1 + 1 / self.runs)
+        power = float(student_t.ppf(1 - MISS_RATE, self.runs - 1)) * self.sd * spread
+        return self.bound(alpha, min_factor, pinned) + power
+
     def p_value(self, excess: float, pinned: bool = False) -> float:
         spread = math.sqrt(2.0) if pinned else math.sqrt(1 + 1 / self.runs)
         if self.sd == 0:
@@ -167,17 +176,19 @@ def _judge(variant, shape, now, usual, noise: Noise, centre: float, pinned: bool
     machine = mood(now, usual, variant)
     excess = now[key] - usual[key] - machine - centre
     bound = noise.bound(alpha, rule.min_factor, pinned)
+    detectable = noise.detectable(alpha, rule.min_factor, pinned)
     regressed = excess > bound
     best_now, usual_best = math.exp(now[key]), math.exp(usual[key] + centre)
     verdict = "regressed" if regressed else "unchanged"
     message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms, "
                f"{math.exp(excess):.3f}x what {label} predict on a machine running "
-               f"x{math.exp(machine):.3f} tonight (the other variants' shift); this machine's "
-               f"noise over {noise.runs} runs lets it catch x{math.exp(bound):.3f} or more "
-               f"(min factor {rule.min_factor:.2f}, false-alarm rate {alpha:.4f} per figure)")
+               f"x{math.exp(machine):.3f} tonight (the other variants' shift); limit "
+               f"x{math.exp(bound):.3f} from this machine's noise over {noise.runs} runs (min "
+               f"factor {rule.min_factor:.2f}, false-alarm rate {alpha:.4f} per figure), which "
+               f"catches x{math.exp(detectable):.3f} or more in 95 % of runs")
     return Comparison("latency", variant, shape, usual_best, best_now, math.exp(excess),
                       noise.p_value(excess, pinned), regressed, message, math.exp(machine),
-                      math.exp(bound))
+                      math.exp(detectable))
 
 
 def _growth(kind, variant, new, old, tolerance, slack, unit, label) -> Comparison:

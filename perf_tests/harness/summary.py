@@ -36,6 +36,14 @@ def _variant_entry(gate, variant: str) -> dict:
     return entry
 
 
+def _plant(plant) -> str | None:
+    """A planted regression, as --perf-plant spells it (None: nothing planted)."""
+    if plant is None:
+        return None
+    amount = f"slowdown={plant.slowdown:g}" if plant.slowdown else f"noise={plant.noise:g}"
+    return f"{plant.variant}:{amount}"
+
+
 def build(gate) -> dict:
     config, store = gate.config, gate.store
     cache = gate.pool.cache
@@ -46,6 +54,7 @@ def build(gate) -> dict:
                     "threads": config.threads},
         "profile": config.profile.name, "new_tokens": config.new_tokens,
         "rounds": config.rounds, "baseline": config.baseline,
+        "plant": _plant(config.plant),
         "models": {role: {"name": spec.name, "kind": spec.kind, "fingerprint": spec.fingerprint,
                           "prefix": spec.prefix}
                    for role, spec in gate.specs.items()},

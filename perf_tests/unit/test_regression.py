@@ -53,7 +53,8 @@ def test_an_unchanged_run_passes_and_says_what_it_could_catch():
     result = judged(gate_run(rng), history_of(rng))
     assert not result.regressed and result.detectable < 1.25
     for part in ("onnx-int8 [b1-s16] latency unchanged: best round", "what the last runs predict",
-                 "over 20 runs lets it catch x1.", "false-alarm rate 0.0025 per figure"):
+                 "noise over 20 runs", "false-alarm rate 0.0025 per figure",
+                 "which catches x1."):
         assert part in result.message
 
 
@@ -92,7 +93,7 @@ def test_the_smallest_change_that_counts_holds_on_a_steady_machine():
     pool = history_of(rng, sd=0.002)
     assert not judged(gate_run(rng, sd=0.002, slower={"onnx-int8": 1.06}), pool).regressed
     assert judged(gate_run(rng, sd=0.002, slower={"onnx-int8": 1.14}), pool).regressed
-    assert judged(gate_run(rng), pool).detectable == pytest.approx(1.10)
+    assert 1.10 < judged(gate_run(rng), pool).detectable < 1.12  # the floor, plus a little noise
 
 
 def test_more_figures_share_the_false_alarm_rate():
