@@ -40,12 +40,12 @@ class Run:
         return f"#{self.number:04d} {self.data.get('datetime', '')[:16]}"
 
     def latency(self) -> dict[tuple[str, str], dict]:
-        """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}};
-        figures that are no latency (``figure`` in extra_info: ratios) are left out."""
+        """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}}; a
+        damaged entry is skipped with a warning naming the file."""
         found = {}
         for bench in self.data.get("benchmarks", []):
             info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
-            if "variant" in info and "shape" in info and "figure" not in info:
+            if "variant" in info and "shape" in info:
                 stats = bench.get("stats", {})
                 data, paired = stats.get("data") or [], info.get("paired_baseline_s") or []
                 if not (_timings(data) and _timings(paired, empty=True)):
