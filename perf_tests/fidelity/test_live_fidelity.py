@@ -96,6 +96,7 @@ def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path, record_
         int8 = _int8(check)
         if int8 and int8["detectable_factor"] > 1.25:  # the noise hides it
             planted.hidden += 1
+            planted.hidden_caught += int8["regressed"]
         else:
             planted.add(bool(int8 and int8["regressed"]), _row("planted", check))
         check = gate_run(_copy(results, tmp_path / f"slow-{attempt}"),

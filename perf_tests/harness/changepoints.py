@@ -3,7 +3,8 @@
 Tonight's check (regression.py) catches a large step in one run; a smaller shift that lasts is
 found here, over the history of comparable runs. Each figure's series is its residual run by run
 (regression.residual: the best round relative to the machine's mood in that run), so a night on
-a slow machine is no step. ruptures' PELT with a least-squares cost finds where the series' mean
+a slow machine is no step; as in tonight's check, each variant is searched over all its shapes
+too (the mean of their residuals). ruptures' PELT with a least-squares cost finds where the series' mean
 steps, with a penalty scaled by the series' own noise, read off successive differences so that
 the step itself does not inflate it. A change point is confirmed when at least CONFIRM_RUNS runs
 lie on its later side, the step is at least MIN_SHIFT and Student's t-test between the two
@@ -36,8 +37,8 @@ WINDOW = 60  # the newest runs searched; older ones are history already judged
 MIN_SEGMENT = 3  # runs on each side of a change point (so it is confirmed with the 3rd run after)
 CONFIRM_RUNS = 3
 MIN_SHIFT = 0.05  # a step under 5 % is not a change worth a line
-ALPHA = 0.01
-PENALTY = 4.0  # x noise variance x log(runs): measured on recorded unchanged histories
+ALPHA = 0.001  # at 0.01, 2 of 12 series of 26 unchanged recorded runs had one (the machine's)
+PENALTY = 4.0  # x noise variance x log(runs); 4 to 8 found the same on recorded histories
 
 
 @dataclass(frozen=True)
@@ -140,13 +141,11 @@ def breaks(series: list[float], penalty: float = PENALTY) -> list[int]:
     return found.predict(pen=penalty * sd * sd * math.log(len(series)))[:-1]
 
 
-def residual_series(entries: list[dict], key: tuple[str, str]) -> list[tuple[int, float]]:
-    """(index in entries, residual) for each run that measured the figure."""
-    all_figures = [regression.figures(run) for run in entries]
-    usual = regression.usual_levels(all_figures)
-    fig = (key[0], key[1], key[0])
-    return [(i, regression.residual(figs, usual, fig)) for i, figs in enumerate(all_figures)
-            if fig in figs]
+def residual_series(all_figures: list[dict], usual: dict,
+                    keys: tuple) -> list[tuple[int, float]]:
+    """(index in the runs, mean residual of the keys' figures) for each run that has them all."""
+    found = ((i, regression.group_residual(figs, usual, keys)) for i, figs in enumerate(all_figures))
+    return [(i, value) for i, value in found if value is not None]
 
 
 def find(runs: list, current: dict | None = None, penalty: float = PENALTY) -> list[ChangePoint]:
@@ -166,14 +165,22 @@ def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoin
     if current is not None:
         entries = [{k: e for k, e in run.items() if k in current
                     and regression._comparable(current[k], e)} for run in entries]
-    keys = sorted({key for run in entries for key in run})
+    all_figures = [regression.figures(run) for run in entries]
+    usual = regression.usual_levels(all_figures)
+    by_variant: dict[str, list] = {}
+    for variant, shape in sorted({key for run in entries for key in run}):
+        by_variant.setdefault(variant, []).append((variant, shape, variant))
+    groups = [(key[0], key[1], (key,)) for keys in by_variant.values() for key in keys]
+    groups += [(v, regression.ALL_SHAPES, tuple(keys)) for v, keys in by_variant.items()
+               if len(keys) > 1]
     found = []
-    for key in keys:
-        series = residual_series(entries, key)
+    for variant, shape, keys in groups:
+        series = residual_series(all_figures, usual, keys)
         values = [value for _, value in series]
         bounds = [0, *breaks(values, penalty), len(values)]
         for j in range(1, len(bounds) - 1):
-            found.append(_change_point(key, runs, series, values, bounds[j - 1:j + 2]))
+            found.append(_change_point((variant, shape), runs, series, values,
+                                       bounds[j - 1:j + 2]))
     return found
 
 

@@ -21,6 +21,10 @@ with fewer, part of that change shows on the baseline too.
 A pinned baseline run is one run, not a pool: tonight is compared with its residual, with
 sqrt(2) in place of sqrt(1 + 1/n), the noise still read off the pool.
 
+The same rule judges each variant over all its shapes (the mean of their residuals): a change
+of a variant, a library's or a recipe's, usually moves every shape, and the mean of two shapes
+moves less between unchanged runs than either, so smaller changes are caught there.
+
 Measured on recorded histories (perf_tests/unit/data/histories, results/README.md): why the best
 round, why the other variants as the machine's mood, and the rates this gives. Memory, size on
 disk and quality have no run-to-run noise worth a model: they regress past a fixed tolerance
@@ -49,6 +53,7 @@ SCORE_DROP = 0.5  # BLEU or chrF points
 # a latency entry is compared only with earlier entries measured the same way (the model is what
 # is under test, so a new model is compared with the old one)
 COMPARABLE_KEYS = ("threads", "new_tokens")
+ALL_SHAPES = "all shapes"  # the shape label of a variant judged over all its shapes
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,26 @@ class Noise:
         return float(student_t.sf(excess / (self.sd * spread), self.runs - 1))
 
 
+def _figure_groups(current: dict, now: dict, pool_figures: list[dict]) -> list[tuple]:
+    """(variant, shape label, figure keys) judged: each shape the pool has enough runs of, and
+    each variant over all those shapes when it has more than one (a change of a variant, such as
+    a library's, usually moves all its shapes; their mean moves less between unchanged runs)."""
+    singles = [(v, s, ((v, s, v),)) for (v, s) in sorted(current) if (v, s, v) in now
+               and sum((v, s, v) in run for run in pool_figures) >= MIN_POOL]
+    by_variant: dict[str, list] = {}
+    for variant, _, keys in singles:
+        by_variant.setdefault(variant, []).extend(keys)
+    return singles + [(v, ALL_SHAPES, tuple(keys)) for v, keys in sorted(by_variant.items())
+                      if len(keys) > 1]
+
+
+def group_residual(run_figures: dict, usual: dict, keys: tuple) -> float | None:
+    """The mean residual of a group's figures in one run; None when the run lacks one."""
+    if not all(key in run_figures for key in keys):
+        return None
+    return statistics.fmean(residual(run_figures, usual, key) for key in keys)
+
+
 def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
                     reference: dict | None = None) -> list[Comparison]:
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
@@ -153,34 +178,37 @@ def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
     pool_figures = [figures(run) for run in pool]
     usual = usual_levels(pool_figures)
     now = figures(current)
-    judged = [(v, s) for (v, s) in sorted(current) if (v, s, v) in now
-              and sum((v, s, v) in run for run in pool_figures) >= MIN_POOL]
-    alpha = rule.false_alarm_rate / max(len(judged), 1)
+    groups = _figure_groups(current, now, pool_figures)
+    alpha = rule.false_alarm_rate / max(len(groups), 1)
     ref_figures = figures(reference) if reference else None
     out = []
-    for variant, shape in judged:
-        key = (variant, shape, variant)
-        history = [residual(run, usual, key) for run in pool_figures if key in run]
+    for variant, shape, keys in groups:
+        history = [r for r in (group_residual(run, usual, keys) for run in pool_figures)
+                   if r is not None]
+        if len(history) < MIN_POOL:
+            continue
         noise = Noise(statistics.fmean(history), statistics.stdev(history), len(history))
         centre = noise.mean
-        if ref_figures is not None and key in ref_figures:
-            centre = residual(ref_figures, usual, key)
-        out.append(_judge(variant, shape, now, usual, noise, centre, ref_figures is not None,
-                          alpha, rule, label))
+        if ref_figures is not None and group_residual(ref_figures, usual, keys) is not None:
+            centre = group_residual(ref_figures, usual, keys)
+        out.append(_judge(variant, shape, keys, now, usual, noise, centre,
+                          ref_figures is not None, alpha, rule, label))
     return out
 
 
-def _judge(variant, shape, now, usual, noise: Noise, centre: float, pinned: bool, alpha: float,
-           rule: Rule, label: str) -> Comparison:
-    key = (variant, shape, variant)
+def _judge(variant, shape, keys, now, usual, noise: Noise, centre: float, pinned: bool,
+           alpha: float, rule: Rule, label: str) -> Comparison:
     machine = mood(now, usual, variant)
-    excess = now[key] - usual[key] - machine - centre
+    excess = group_residual(now, usual, keys) - centre
     bound = noise.bound(alpha, rule.min_factor, pinned)
     detectable = noise.detectable(alpha, rule.min_factor, pinned)
     regressed = excess > bound
-    best_now, usual_best = math.exp(now[key]), math.exp(usual[key] + centre)
+    level_now = statistics.fmean(now[key] for key in keys)
+    best_now = math.exp(level_now)
+    usual_best = math.exp(statistics.fmean(usual[key] for key in keys) + centre)
+    what = "best round" if len(keys) == 1 else "best rounds' geometric mean"
     verdict = "regressed" if regressed else "unchanged"
-    message = (f"{variant} [{shape}] latency {verdict}: best round {best_now * 1000:.1f} ms, "
+    message = (f"{variant} [{shape}] latency {verdict}: {what} {best_now * 1000:.1f} ms, "
                f"{math.exp(excess):.3f}x what {label} predict on a machine running "
                f"x{math.exp(machine):.3f} tonight (the other variants' shift); limit "
                f"x{math.exp(bound):.3f} from this machine's noise over {noise.runs} runs (min "

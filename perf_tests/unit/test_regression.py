@@ -101,7 +101,7 @@ def test_more_figures_share_the_false_alarm_rate():
     one = judged(gate_run(rng), history_of(rng))
     two = judged(gate_run(rng, shapes=("b1-s16", "b8-s64")),
                  history_of(rng, shapes=("b1-s16", "b8-s64")))
-    assert "rate 0.0025 per figure" in one.message and "rate 0.0013 per figure" in two.message
+    assert "rate 0.0025 per figure" in one.message and "rate 0.0008 per figure" in two.message
 
 
 def test_too_few_runs_judge_nothing():
