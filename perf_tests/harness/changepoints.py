@@ -94,8 +94,12 @@ class ChangePoint:
 
     @property
     def message(self) -> str:
-        state = ("confirmed" if self.confirmed else
-                 f"not confirmed yet ({self.runs_after} of {CONFIRM_RUNS} runs after it)")
+        if self.confirmed:
+            state = "confirmed"
+        elif self.runs_after < CONFIRM_RUNS:
+            state = f"not confirmed yet ({self.runs_after} of {CONFIRM_RUNS} runs after it)"
+        else:
+            state = f"not confirmed (needs p < {ALPHA} and a step of {MIN_SHIFT:.0%} or more)"
         change = "slower" if self.shift > 1 else "faster"
         cause = "; ".join(self.causes()) or "nothing recorded changed (the machine or the code "\
                                             "outside the recorded keys)"
