@@ -168,7 +168,7 @@ def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoin
     entries = [run.latency() for run in runs]
     if current is not None:
         entries = [{k: e for k, e in run.items() if k in current
-                    and regression._comparable(current[k], e)} for run in entries]
+                    and regression.comparable(current[k], e)} for run in entries]
     all_figures = [regression.figures(run) for run in entries]
     usual = regression.usual_levels(all_figures)
     by_variant: dict[str, list] = {}

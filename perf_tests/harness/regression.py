@@ -82,7 +82,7 @@ def format_p(value: float | None, missing: str = "n/a") -> str:
     return missing if value is None else f"{value:.4f}"
 
 
-def _comparable(now: dict, then: dict) -> bool:
+def comparable(now: dict, then: dict) -> bool:
     new, old = now["extra_info"], then["extra_info"]
     return all(new.get(key) == old.get(key) for key in COMPARABLE_KEYS
                if key in new and key in old)
@@ -174,7 +174,7 @@ def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
     dicts of the same kind, oldest first; reference: a pinned run (one of them) or None."""
     pool = [{key: entry for key, entry in run.items()
-             if key in current and _comparable(current[key], entry)} for run in pool]
+             if key in current and comparable(current[key], entry)} for run in pool]
     pool_figures = [figures(run) for run in pool]
     usual = usual_levels(pool_figures)
     now = figures(current)
