@@ -35,7 +35,8 @@ OPTIONS = {
     "shapes": ("PERF_SHAPES", "comma-separated latency shapes b<batch>-s<tokens> (default: the "
                "profile's)"),
     "rounds": ("PERF_ROUNDS", "timed rounds per latency test (default: the profile's)"),
-    "threads": ("PERF_THREADS", "threads for every engine (default: os.cpu_count())"),
+    "threads": ("PERF_THREADS", "threads for every engine, at most the machine's CPUs (default: "
+                "the CPUs this process may run on, i.e. its affinity / CPU set)"),
     "new-tokens": ("PERF_NEW_TOKENS", "tokens generated per latency call (default: 32)"),
     "cache-dir": ("PERF_CACHE_DIR", "artifact cache folder (default: .perf-cache in the repo)"),
     "results-dir": ("PERF_RESULTS_DIR", "results folder (default: results/ in the repo)"),

@@ -47,7 +47,8 @@ def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
     out = ["# seq2seq-perf-gate report", "",
            f"- created: {summary['created']}",
            f"- machine: {machine['arch']} / preset {machine['preset']} / {machine['cpu']} / "
-           f"{machine['threads']} threads",
+           f"{machine['threads']} threads (CPUs: {machine.get('cpus_allowed', '?')} allowed of "
+           f"{machine.get('cpus_total', '?')})",
            f"- profile: {summary['profile']}, {summary['rounds']} rounds, "
            f"{summary['new_tokens']} new tokens per latency call",
            f"- models: perf {summary['models']['perf']['name']}, quality "
