@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from perf_tests.harness import cpu, history, models, summary
-from perf_tests.harness.cache import ArtifactCache
+from perf_tests.harness.cache import ArtifactCache, ArtifactError
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
 from perf_tests.harness.judge import Limit, Limits, Verdict, judge
 from perf_tests.harness.models import ModelError, ModelSpec
@@ -190,6 +190,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         chosen = [lim for lim in gate.limits.of_metric(metric)
                   if lim.candidate in gate.config.variants]
         metafunc.parametrize("limit", chosen, ids=lambda lim: lim.pair)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An artifact that cannot be used even after a rebuild fails its test with one line."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(ArtifactError):
+        report.longrepr = f"perf-gate: {call.excinfo.value}"
+    return report
 
 
 @pytest.fixture(scope="session")
