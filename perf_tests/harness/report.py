@@ -63,7 +63,9 @@ def write_markdown(path: Path, summary: dict, comparisons: list[Comparison],
         quality = entry.get("quality")
         if quality:
             out.append(f"- {name}: BLEU {quality['bleu_signature']}; chrF "
-                       f"{quality['chrf_signature']}")
+                       f"{quality['chrf_signature']}; {quality.get('capped', '?')} of "
+                       f"{quality.get('sentences', '?')} hypotheses hit the length cap "
+                       f"({quality.get('length_cap', '?')} new tokens)")
     out += ["", "## Long steps", ""]
     out += [f"- {'  ' * s['depth']}{s['label']}: {s['seconds']:.1f} s"
             + (" (FAILED)" if s["failed"] else "") for s in summary["steps"]]

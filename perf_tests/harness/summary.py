@@ -48,7 +48,8 @@ def build(gate) -> dict:
         "profile": config.profile.name, "new_tokens": config.new_tokens,
         "rounds": config.rounds, "baseline": config.baseline,
         "models": {role: {"name": spec.name, "kind": spec.kind, "fingerprint": spec.fingerprint,
-                          "prefix": spec.prefix}
+                          "prefix": spec.prefix, "parameters": spec.parameters,
+                          "quality_max_new_tokens": spec.quality_max_new_tokens}
                    for role, spec in gate.specs.items()},
         "quality_set": store.quality_set.name if store.quality_set else None,
         "memory_shape": store.memory_shape,
@@ -101,6 +102,11 @@ def table_lines(data: dict, changes: dict | None = None) -> list[str]:
                 f"{_cell(quality.get('chrf'), '6.2f')} "
                 f"{_cell(quality.get('exact_match_rate'), '6.3f')} "
                 f"{_change(changes.get((name, shape)))}")
+    capped = {name: entry["quality"]["capped"] for name, entry in data["variants"].items()
+              if entry.get("quality", {}).get("capped")}
+    if capped:
+        lines += ["", "hypotheses that hit the length cap (no end of sequence): "
+                  + ", ".join(f"{name} {count}" for name, count in capped.items())]
     failed = [v["message"] for v in data["verdicts"] if not v["passed"]]
     lines += ["", f"verdicts: {len(data['verdicts']) - len(failed)} passed, {len(failed)} failed"]
     lines += [f"  FAILED {message}" for message in failed]
