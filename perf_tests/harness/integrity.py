@@ -40,7 +40,7 @@ def file_hash(path: Path) -> str:
 
 def _files(folder: Path, skip: set[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in skip
-                  and not p.name.startswith(f"{STAMPS}."))
+                  and not p.name.startswith(STAMPS))  # the stamps and their temporary files
 
 
 def manifest(folder: Path, skip: set[str]) -> dict[str, dict]:
