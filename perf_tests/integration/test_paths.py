@@ -34,7 +34,7 @@ def elsewhere(tmp_path):
 
 
 def collect(options: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-m", "gate",
+    return subprocess.run([sys.executable, "-m", "pytest", "--co", "-m", "gate",
                            "-p", "no:cacheprovider", *options],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -45,8 +45,8 @@ def assert_collected_with(done: subprocess.CompletedProcess, paths: dict) -> Non
     assert f"rootdir: {ROOT}" in output and "configfile: pyproject.toml" in output, output[:2000]
     assert f"latency/memory model {paths['model']}, quality model {paths['model']}" in output
     assert f"limits {paths['limits']}" in output and f"results {paths['results-dir']}" in output
-    assert "perf_tests/gate/test_latency.py::test_latency[pytorch-fp32-b1-s16]" in output
-    assert not paths["cache-dir"].exists() and not paths["results-dir"].exists()
+    assert "<Function test_latency[onnx-int8-b1-s16]>" in output
+    assert not paths["cache-dir"].exists(), "collecting built something"
 
 
 @pytest.mark.skipif(not installed, reason="the project is not installed (pip install -r "
