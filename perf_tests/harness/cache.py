@@ -5,6 +5,10 @@ content (model fingerprint, variant settings, library versions). A build writes 
 temporary folder and renames it into place only once ``artifact.json`` is written, so a run that
 is killed half-way never leaves a folder that a later run would load. Concurrent runs wait on the
 lock and then reuse what the first one built.
+
+Every reuse is verified against the sizes and content hashes recorded at build time (see
+``integrity``); a damaged artifact, one from before those records, or one that fails to load
+(``discard``) is reported in one line and built again, under the same lock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from perf_tests.harness import integrity
 from perf_tests.harness.progress import outline
 
 MARKER = "artifact.json"
@@ -55,55 +60,116 @@ def hash_files(folder: Path, patterns=("*",)) -> str:
     return digest.hexdigest()[:16]
 
 
+def _identity(marker: Path) -> tuple[int, int] | None:
+    """Which marker file this is (inode, mtime), or None when there is none: tells whether the
+    artifact found damaged before waiting on the lock is still the one there after it."""
+    try:
+        stat = marker.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class ArtifactError(Exception):
+    """A cached artifact cannot be used even after it was built again: one line."""
+
+
 class ArtifactCache:
     def __init__(self, root: Path, log=None):
         self.root = Path(root)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.built: list[str] = []
         self.reused: list[str] = []
+        self.rebuilt: list[str] = []  # found damaged, unverifiable or unloadable, built again
+        self.verified_bytes = 0  # bytes hashed to verify reused artifacts this session
 
     def folder(self, name: str, parts: dict) -> Path:
         return self.root / f"{name}-{content_key(parts)}"
 
+    def owns(self, folder: Path) -> bool:
+        return Path(folder).parent == self.root and (Path(folder) / MARKER).is_file()
+
     def get_or_build(self, name: str, parts: dict, build: Callable[[Path], dict | None]) -> Path:
-        """Return the folder of a complete artifact, building it first if there is none."""
+        """Return the folder of a complete, verified artifact, building it first if there is none
+        or if the one there is damaged."""
         final = self.folder(name, parts)
-        if (final / MARKER).is_file():
-            return self._reuse(name, final)
+        problem, seen = "", _identity(final / MARKER)
+        if seen is not None:
+            problem = self._problem(final)
+            if not problem:
+                return self._reuse(name, final)
         self.root.mkdir(parents=True, exist_ok=True)
         locks = self.root / ".locks"
         locks.mkdir(exist_ok=True)
         with FileLock(str(locks / f"{final.name}.lock")):
-            if (final / MARKER).is_file():  # another run built it while we waited
-                return self._reuse(name, final)
+            now = _identity(final / MARKER)
+            if now is not None and now != seen:  # another run built it while we waited
+                problem = self._problem(final)
+                if not problem:
+                    return self._reuse(name, final)
+            if now is not None:
+                self.log(f"! {name} (artifact {final.name}) {problem}: building it again")
+                self.rebuilt.append(name)
             self._clear_leftovers(final)
-            work = self.root / f".tmp-{final.name}-{os.getpid()}"
-            work.mkdir()
-            try:
-                with outline(f"building {name} (artifact {final.name})") as step:
-                    details = build(work) or {}
-                record = {"name": name, "parts": parts, "details": details,
-                          "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "build_seconds": round(step.seconds, 2)}
-                (work / MARKER).write_text(json.dumps(record, indent=2, default=str) + "\n")
-                os.rename(work, final)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            self._build(name, parts, build, final)
         self.built.append(name)
         return final
+
+    def discard(self, folder: Path, reason: str) -> None:
+        """Remove an artifact that cannot be used (it fails to load), so that the next
+        ``get_or_build`` builds it again."""
+        folder = Path(folder)
+        name = folder.name.rpartition("-")[0]  # without its key, as built and reused list it
+        self.log(f"! {name} (artifact {folder.name}) {reason}: building it again")
+        self.rebuilt.append(name)
+        with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
+            self._clear_leftovers(folder)
 
     def record(self, folder: Path) -> dict:
         return json.loads((folder / MARKER).read_text())
 
+    def _build(self, name: str, parts: dict, build, final: Path) -> None:
+        work = self.root / f".tmp-{final.name}-{os.getpid()}"
+        work.mkdir()
+        try:
+            with outline(f"building {name} (artifact {final.name})") as step:
+                details = build(work) or {}
+                files = integrity.manifest(work, {MARKER})
+            record = {"name": name, "parts": parts, "details": details,
+                      "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "build_seconds": round(step.seconds, 2),
+                      "integrity": {"algorithm": integrity.ALGORITHM, "files": files}}
+            (work / MARKER).write_text(json.dumps(record, indent=2, default=str) + "\n")
+            os.rename(work, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _problem(self, final: Path) -> str:
+        """"" when the artifact matches its build-time record, else what is wrong, in words."""
+        try:
+            recorded = self.record(final).get("integrity") or {}
+        except (OSError, ValueError):
+            return f"has an unreadable {MARKER}"
+        if recorded.get("algorithm") != integrity.ALGORITHM or "files" not in recorded:
+            return (f"was built before sizes and {integrity.ALGORITHM} hashes were recorded, so "
+                    "it cannot be verified")
+        problem, hashed = integrity.check(final, recorded["files"])
+        self.verified_bytes += hashed
+        return f"is damaged: {problem}" if problem else ""
+
     def _reuse(self, name: str, final: Path) -> Path:
         built_at = self.record(final).get("built_at", "?")
-        self.log(f"= reusing {name} (artifact {final.name}, built {built_at}): nothing rebuilt")
+        self.log(f"= reusing {name} (artifact {final.name}, built {built_at}, verified): "
+                 "nothing rebuilt")
         self.reused.append(name)
         return final
 
     def _clear_leftovers(self, final: Path) -> None:
-        """Remove what a killed build left: its temporary folders, or a folder with no marker."""
+        """Remove what a killed build left (its temporary folders, a folder with no marker) or a
+        damaged artifact: renamed aside first, so no reader ever sees it half removed."""
         for leftover in self.root.glob(f".tmp-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         if final.exists():
-            shutil.rmtree(final)
+            aside = self.root / f".tmp-{final.name}-removed-{os.getpid()}"
+            os.rename(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)

@@ -2,17 +2,23 @@
 
 Fixtures and tests read this object, never ``request.config.getoption``. Every check that can fail
 on bad input happens here, at session start, and raises ``ConfigError`` with one line saying what
-was wrong and what to do; the plugin turns it into a pytest usage error (exit code 4).
+was wrong and what to do; the plugin turns it into a pytest usage error (exit code 4). Raw text
+is parsed with the helpers of ``parsing`` (numbers in a range, lists without repeats, folders
+that can be written), so every option fails the same way.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from perf_tests.harness import history
 from perf_tests.harness.cpu import PRESETS, CpuInfo
+from perf_tests.harness.parsing import ConfigError, Range, number, unique, writable_dir
+
+__all__ = ["ConfigError"]  # re-exported: judge and the plugin catch it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8")
@@ -21,10 +27,15 @@ ALL_VARIANTS = "all"  # --perf-plant all:...: every variant
 DEFAULT_PERF_MODEL = "t5-small-random"
 DEFAULT_QUALITY_MODEL = "t5-tiny-enfr"
 SHAPE_PATTERN = re.compile(r"^b(\d+)-s(\d+)$")
-
-
-class ConfigError(Exception):
-    """Bad input, found before anything was built: one line, what was wrong and what to do."""
+# Ranges of the numeric options; threads are bounded by the machine's CPUs at run time.
+BATCH = Range(1, 1024)
+SOURCE_TOKENS = Range(2, 4096)
+ROUNDS = Range(2, 1000)
+NEW_TOKENS = Range(1, 1024)
+BASELINE_RUNS = Range(2, 100)
+REGRESSION_FACTOR = Range(1, 10, low_open=True)
+FALSE_ALARM_RATE = Range(0, 0.5, low_open=True, high_open=True)
+PLANT_AMOUNT = Range(0, 10, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,14 @@ class Shape:
         return f"b{self.batch}-s{self.source_tokens}"
 
     @classmethod
-    def parse(cls, text: str) -> Shape:
+    def parse(cls, text: str, where: str = "--perf-shapes") -> Shape:
         match = SHAPE_PATTERN.match(text.strip())
-        if not match or int(match[1]) < 1 or int(match[2]) < 2:
+        if not match:
             raise ConfigError(f"shape {text!r} is not of the form b<batch>-s<source tokens>, "
                               "for example b1-s16 or b8-s64")
-        return cls(int(match[1]), int(match[2]))
+        return cls(number(f"{where} {text.strip()}: batch", match[1], bounds=BATCH),
+                   number(f"{where} {text.strip()}: source tokens", match[2],
+                          bounds=SOURCE_TOKENS))
 
 
 @dataclass(frozen=True)
@@ -93,12 +106,10 @@ class Plant:
             raise ConfigError(f"--perf-plant {text!r}: expected <variant>:slowdown=<fraction> or "
                               "<variant>:noise=<scale> (<variant> may be all), for example "
                               "onnx-int8:slowdown=0.25")
-        try:
-            amount = float(value)
-        except ValueError:
-            raise ConfigError(f"--perf-plant {text!r}: {value!r} is not a number") from None
-        if amount <= 0:
-            raise ConfigError(f"--perf-plant {text!r}: the amount must be positive")
+        if not value.strip():
+            raise ConfigError(f"--perf-plant {text!r}: {key} needs an amount, for example "
+                              f"{variant}:{key}=0.25")
+        amount = number(f"--perf-plant {text}: {key}", value, float, bounds=PLANT_AMOUNT)
         return cls(variant, **{key: amount})
 
 
@@ -137,7 +148,8 @@ class GateConfig:
 
     def header_lines(self) -> list[str]:
         return [
-            f"perf-gate: arch {self.arch_preset}, threads {self.threads}, profile "
+            f"perf-gate: arch {self.arch_preset}, threads {self.threads} (CPUs: "
+            f"{self.cpu.cpus_allowed} allowed of {self.cpu.cpus_total}), profile "
             f"{self.profile.name}, rounds {self.rounds}, {self.new_tokens} new tokens",
             f"perf-gate: latency/memory model {self.perf_model}, quality model "
             f"{self.quality_model}, variants {', '.join(self.variants)}",
@@ -149,7 +161,7 @@ class GateConfig:
 def _parse_variants(text: str | None) -> tuple[str, ...]:
     if not text:
         return VARIANTS
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    names = unique("--perf-variants", (v.strip() for v in text.split(",") if v.strip()))
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
@@ -177,66 +189,86 @@ def _resolve_preset(requested: str | None, required_arch: str | None,
     return requested, cpu.can_run(requested)[1]
 
 
-def _writable_dir(path: Path, what: str) -> Path:
-    """Check, without creating anything, that the folder exists writable or can be made."""
-    path = path.expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{what} {path} is a file, not a folder: pass a writable folder")
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{what} {path} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path} is not writable (checked {existing}): "
-                          "pass a writable folder")
-    return path
+def _parse_baseline(text: str | None, results_dir: Path, arch: str) -> str:
+    """latest, a run number present in this arch's history, or a readable history file."""
+    choice = (text or "latest").strip()
+    if choice == "latest":
+        return choice
+    folder = history.storage_folder(results_dir, arch)
+    if choice.isdigit():
+        numbers = history.run_numbers(folder)
+        if int(choice) not in numbers:
+            held = (f"it holds runs {numbers[0]}-{numbers[-1]}" if numbers
+                    else "it holds no run yet")
+            raise ConfigError(f"--perf-baseline {choice}: no such run in {folder} ({held}); pass "
+                              "latest, a run number from it or a history file")
+        return choice
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--perf-baseline {choice!r}: expected latest, a run number or an "
+                          "existing history file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data.get("benchmarks"), list):
+            raise ValueError("no list of benchmarks")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ConfigError(f"--perf-baseline {path}: not a readable pytest-benchmark history file "
+                          f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                          ) from None
+    return str(path.resolve())
 
 
-def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
-    """Validate raw option values (None where not given) into a GateConfig."""
+def _measuring(options: dict, cpu: CpuInfo) -> dict:
+    """Profile, shapes, threads, rounds and new tokens: how hard and on what to measure."""
     profile_name = options.get("profile") or "smoke"
     if profile_name not in PROFILES:
         raise ConfigError(f"unknown profile {profile_name!r}: choose from {', '.join(PROFILES)}")
     profile = PROFILES[profile_name]
-    shapes = tuple(Shape.parse(s) for s in (options.get("shapes") or ",".join(profile.shapes))
-                   .split(",") if s.strip())
+    texts = (options.get("shapes") or ",".join(profile.shapes)).split(",")
+    shapes = unique("--perf-shapes", (Shape.parse(t) for t in texts if t.strip()),
+                    key=lambda shape: shape.id)
+    if not shapes:
+        raise ConfigError("--perf-shapes lists no shape: pass for example b1-s16,b8-s64")
+    threads = number("--perf-threads", options.get("threads"), default=cpu.cpus_allowed,
+                     bounds=Range(1, cpu.cpus_total))
+    return dict(
+        profile=profile, shapes=shapes, threads=threads,
+        rounds=number("--perf-rounds", options.get("rounds"), default=profile.rounds,
+                      bounds=ROUNDS),
+        new_tokens=number("--perf-new-tokens", options.get("new_tokens"), default=32,
+                          bounds=NEW_TOKENS))
+
+
+def _regression(options: dict, results_dir: Path, arch: str) -> dict:
+    """What the regression check compares with, and how strictly."""
+    return dict(
+        baseline_run=_parse_baseline(options.get("baseline"), results_dir, arch),
+        baseline_runs=number("--perf-baseline-runs", options.get("baseline_runs"), default=20,
+                             bounds=BASELINE_RUNS),
+        regression_factor=number("--perf-regression-factor", options.get("regression_factor"),
+                                 float, default=1.10, bounds=REGRESSION_FACTOR),
+        false_alarm_rate=number("--perf-false-alarm-rate", options.get("false_alarm_rate"),
+                                float, default=0.01, bounds=FALSE_ALARM_RATE))
+
+
+def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
+    """Validate raw option values (None where not given) into a GateConfig."""
+    measuring = _measuring(options, cpu)
     preset, skip_reason = _resolve_preset(options.get("preset"), options.get("arch"), cpu)
-    threads = int(options.get("threads") or os.cpu_count() or 1)
-    new_tokens = int(options.get("new_tokens") or 32)
-    rounds = int(options.get("rounds") or profile.rounds)
-    if threads < 1 or new_tokens < 1 or rounds < 2:
-        raise ConfigError("threads and new tokens must be at least 1, rounds at least 2")
-    limits_file = Path(options.get("limits") or ROOT / "perf_tests" / "limits.toml")
+    limits_file = Path(options.get("limits") or ROOT / "perf_tests" / "limits.toml").expanduser()
     if not limits_file.is_file():
         raise ConfigError(f"limits file {limits_file} does not exist: pass --perf-limits FILE")
     model = options.get("model")
     plant = Plant.parse(options["plant"]) if options.get("plant") else None
-    baseline_run = options.get("baseline") or "latest"
-    if not (baseline_run == "latest" or baseline_run.isdigit() or Path(baseline_run).is_file()):
-        raise ConfigError(f"--perf-baseline {baseline_run!r}: expected latest, a run number or "
-                          "an existing history file")
-    try:
-        factor = float(options.get("regression_factor") or 1.10)
-        alpha = float(options.get("false_alarm_rate") or 0.01)
-        baseline_runs = int(options.get("baseline_runs") or 20)
-    except ValueError:
-        raise ConfigError("--perf-regression-factor, --perf-false-alarm-rate and "
-                          "--perf-baseline-runs take numbers") from None
-    if factor <= 1.0 or not 0.0 < alpha < 0.5 or baseline_runs < 2:
-        raise ConfigError("--perf-regression-factor must be above 1, --perf-false-alarm-rate "
-                          "between 0 and 0.5 and --perf-baseline-runs at least 2")
+    variants = _parse_variants(options.get("variants"))
+    results_dir = writable_dir(Path(options.get("results_dir") or ROOT / "results"),
+                               "results folder")
     return GateConfig(
         perf_model=model or DEFAULT_PERF_MODEL,
         quality_model=model or DEFAULT_QUALITY_MODEL,
-        variants=_parse_variants(options.get("variants")),
-        preset=preset, preset_skip_reason=skip_reason, cpu=cpu, threads=threads,
-        profile=profile, shapes=shapes, new_tokens=new_tokens, rounds=rounds,
-        cache_dir=_writable_dir(Path(options.get("cache_dir") or ROOT / ".perf-cache"),
-                                "cache folder"),
-        results_dir=_writable_dir(Path(options.get("results_dir") or ROOT / "results"),
-                                  "results folder"),
-        limits_file=limits_file.resolve(),
-        test_set=options.get("test_set") or "wmt14",
-        plant=plant, baseline_run=baseline_run, baseline_runs=baseline_runs,
-        regression_factor=factor,
-        false_alarm_rate=alpha,
-    )
+        variants=variants, preset=preset, preset_skip_reason=skip_reason, cpu=cpu,
+        cache_dir=writable_dir(Path(options.get("cache_dir") or ROOT / ".perf-cache"),
+                               "cache folder"),
+        results_dir=results_dir, limits_file=limits_file.resolve(),
+        test_set=options.get("test_set") or "wmt14", plant=plant,
+        **measuring, **_regression(options, results_dir, cpu.machine))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Preset -> (machine architecture, CPU flags it needs), best first within an architecture.
@@ -21,11 +21,27 @@ PRESETS: dict[str, tuple[str, frozenset[str]]] = {
 MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
+def machine_cpus() -> int:
+    """The CPUs the machine has (online), whether or not this process may use them."""
+    return os.cpu_count() or 1
+
+
+def allowed_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, which taskset, a container's CPU set
+    or a batch scheduler narrows. More threads than this share cores and time something else."""
+    try:
+        return len(os.sched_getaffinity(0)) or machine_cpus()
+    except (AttributeError, OSError):  # macOS and Windows have no sched_getaffinity
+        return machine_cpus()
+
+
 @dataclass(frozen=True)
 class CpuInfo:
     machine: str  # x86_64 or aarch64
     flags: frozenset[str]
     model_name: str = ""
+    cpus_allowed: int = field(default_factory=allowed_cpus)
+    cpus_total: int = field(default_factory=machine_cpus)
 
     def can_run(self, preset: str) -> tuple[bool, str]:
         """(True, "") when this CPU runs the preset, else (False, the reason in one line)."""

@@ -72,6 +72,12 @@ def storage_folder(results_dir: Path, arch: str) -> Path:
     return Path(results_dir) / "history" / arch
 
 
+def run_numbers(folder: Path) -> list[int]:
+    """The run numbers stored under a storage folder, read from file names only (cheap)."""
+    return sorted({int(path.name[:4])
+                   for path in Path(folder).glob("*/[0-9][0-9][0-9][0-9]_*.json")})
+
+
 def load_runs(folder: Path) -> list[Run]:
     """Every readable run under the storage folder, oldest first."""
     runs = []

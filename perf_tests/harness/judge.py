@@ -7,9 +7,15 @@ The file is keyed preset -> metric -> pair (-> shape)::
     shapes = { b8-s64 = 0.60 }       # a shape of its own
 
 A ``[default]`` table holds limits for every preset; a preset's own table overrides it pair by
-pair. A failure reads, for example::
+pair. Those are t5-small's limits. Limits that fit another model sit in sections of the same
+shape under ``sizes.<class>`` (a size class: every model of at most ``max_parameters``
+parameters; the smallest class that holds the model applies) or ``models."<name>"`` (a model by
+the name given, its folder's name or its fingerprint), and override, pair by pair, in the order
+base < size class < model. Latency, memory and disk limits follow the latency model, BLEU, chrF
+and exact match the quality model. Each limit remembers its section, and a verdict names it::
 
-    onnx-int8 vs pytorch-fp32 [b1-s16, x86_64/avx2] median latency ratio 0.71 > max 0.50 (41.2 ms vs 58.0 ms)
+    onnx-int8 vs pytorch-fp32 [b1-s16, x86_64/avx2] median latency ratio 0.71 > max 0.50
+        (41.2 ms vs 58.0 ms; limits [avx2])          <- one line in the output
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perf_tests.harness.config import VARIANTS, ConfigError, Shape
+from perf_tests.harness.cpu import PRESETS
 
 # metric -> (what the ratio is called in a message, unit of the raw numbers)
 METRICS = {
@@ -29,6 +36,19 @@ METRICS = {
     "chrf": ("chrF ratio", "chrF"),
     "exact_match": ("exact-match rate", "sentences"),
 }
+# which model a metric is measured on: the latency/memory model or the quality model
+METRIC_ROLE = {"latency": "perf", "peak_memory": "perf", "disk": "perf", "bleu": "quality",
+               "chrf": "quality", "exact_match": "quality"}
+SECTION_KINDS = ("sizes", "models")  # top-level tables that are not presets
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What limits sections are chosen by: the name given, a fingerprint, a parameter count."""
+
+    names: tuple[str, ...]  # the name given and, for a folder, its own name
+    fingerprint: str = ""
+    parameters: int = 0  # 0: unknown, no size class applies
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,7 @@ class Limit:
     bound: str  # "max" or "min"
     value: float
     shapes: tuple[tuple[str, float], ...] = ()
+    section: str = "default"  # the limits file's table that set it, e.g. sizes.small.default
 
     @property
     def pair(self) -> str:
@@ -64,7 +85,7 @@ def _split_pair(pair: str, where: str) -> tuple[str, str]:
     return candidate, baseline
 
 
-def _parse_limit(metric: str, pair: str, table, where: str) -> Limit:
+def _parse_limit(metric: str, pair: str, table, where: str, section: str) -> Limit:
     where = f"{where}.{metric}.{pair}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table with max or min")
@@ -80,15 +101,16 @@ def _parse_limit(metric: str, pair: str, table, where: str) -> Limit:
     if not isinstance(shapes, dict):
         raise ConfigError(f"{where}.shapes: expected a table of shape = limit")
     for shape, shape_value in shapes.items():
-        Shape.parse(shape)
+        Shape.parse(shape, f"{where}.shapes")
         if not isinstance(shape_value, (int, float)) or shape_value <= 0:
             raise ConfigError(f"{where}.shapes.{shape}: {shape_value!r} is not a positive number")
     candidate, baseline = _split_pair(pair, where)
     return Limit(metric, candidate, baseline, bounds[0], float(value),
-                 tuple((s, float(v)) for s, v in shapes.items()))
+                 tuple((s, float(v)) for s, v in shapes.items()), section)
 
 
-def _parse_section(section, where: str) -> dict[tuple[str, str], Limit]:
+def _parse_section(section, file_name: str, label: str) -> dict[tuple[str, str], Limit]:
+    where = f"{file_name}: {label}"
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table of metrics")
     limits = {}
@@ -99,8 +121,62 @@ def _parse_section(section, where: str) -> dict[tuple[str, str], Limit]:
         if not isinstance(pairs, dict):
             raise ConfigError(f"{where}.{metric}: expected a table of pairs")
         for pair, table in pairs.items():
-            limits[(metric, pair)] = _parse_limit(metric, pair, table, where)
+            limits[(metric, pair)] = _parse_limit(metric, pair, table, where, label)
     return limits
+
+
+def _size_class(sizes, parameters: int, where: str) -> str | None:
+    """The smallest size class holding a model of ``parameters`` parameters, or None."""
+    if not isinstance(sizes, dict):
+        raise ConfigError(f"{where}: sizes: expected tables of size classes")
+    fitting = []
+    for name, table in sizes.items():
+        bound = table.get("max_parameters") if isinstance(table, dict) else None
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound <= 0:
+            raise ConfigError(f"{where}: sizes.{name}: needs max_parameters = <a positive whole "
+                              "number>, the largest model of the class")
+        if parameters and parameters <= bound:
+            fitting.append((bound, name))
+    return min(fitting)[1] if fitting else None
+
+
+def _check_sections(data: dict, file_name: str) -> None:
+    """Parse every size and model section, not only those that apply to this run's models, so a
+    typo is found on any machine and with any model."""
+    for kind in SECTION_KINDS:
+        tables = data.get(kind, {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{file_name}: {kind}: expected tables of sections")
+        for name, table in tables.items():
+            label = f'{kind}."{name}"' if kind == "models" else f"{kind}.{name}"
+            if not isinstance(table, dict):
+                raise ConfigError(f"{file_name}: {label}: expected a table")
+            for key, section in table.items():
+                if kind == "sizes" and key == "max_parameters":
+                    continue
+                if key != "default" and key not in PRESETS:
+                    raise ConfigError(f"{file_name}: {label}.{key}: expected default or a preset"
+                                      f" ({', '.join(PRESETS)})")
+                _parse_section(section, file_name, f"{label}.{key}")
+
+
+def _layers(data: dict, preset: str, model: ModelFacts | None, where: str) -> list[tuple]:
+    """(table, label) from the least to the most specific; later ones override earlier ones."""
+    layers = [(data.get("default", {}), "default"), (data.get(preset, {}), preset)]
+    if model is None:
+        return layers
+    size = _size_class(data.get("sizes", {}), model.parameters, where)
+    if size:
+        table = data["sizes"][size]
+        layers += [(table.get("default", {}), f"sizes.{size}.default"),
+                   (table.get(preset, {}), f"sizes.{size}.{preset}")]
+    models = data.get("models", {})
+    keys = [k for k in (*model.names, model.fingerprint) if k and k in models]
+    if keys:
+        label = f'models."{keys[0]}"'
+        layers += [(models[keys[0]].get("default", {}), f"{label}.default"),
+                   (models[keys[0]].get(preset, {}), f"{label}.{preset}")]
+    return layers
 
 
 class Limits:
@@ -108,7 +184,8 @@ class Limits:
         self._limits, self.source, self.preset = limits, source, preset
 
     @classmethod
-    def load(cls, path: Path, preset: str) -> Limits:
+    def load(cls, path: Path, preset: str, models: dict[str, ModelFacts] | None = None) -> Limits:
+        """The limits for ``preset``; ``models`` (role -> facts) picks model and size sections."""
         try:
             data = tomllib.loads(Path(path).read_text())
         except tomllib.TOMLDecodeError as error:
@@ -118,8 +195,15 @@ class Limits:
         if preset not in data and "default" not in data:
             raise ConfigError(f"limits file {path} has neither a [{preset}] nor a [default] table:"
                               f" add limits for {preset}")
-        limits = _parse_section(data.get("default", {}), f"{path.name}: default")
-        limits.update(_parse_section(data.get(preset, {}), f"{path.name}: {preset}"))
+        _check_sections(data, Path(path).name)
+        _size_class(data.get("sizes", {}), 0, Path(path).name)
+        limits: dict[tuple[str, str], Limit] = {}
+        for role in ("perf", "quality"):
+            model = (models or {}).get(role)
+            for table, label in _layers(data, preset, model, Path(path).name):
+                parsed = _parse_section(table, Path(path).name, label)
+                limits.update({key: limit for key, limit in parsed.items()
+                               if METRIC_ROLE[key[0]] == role})
         if not limits:
             raise ConfigError(f"limits file {path} defines no limit for {preset}")
         return cls(limits, Path(path), preset)
@@ -144,5 +228,16 @@ def judge(limit: Limit, measured: float, candidate_raw: float, baseline_raw: flo
     sign = ("<=" if passed else ">") if limit.bound == "max" else (">=" if passed else "<")
     message = (f"{limit.candidate} vs {limit.baseline} {where} {name} {measured:.3f} {sign} "
                f"{limit.bound} {bound_value:.2f} ({candidate_raw:.1f} {unit} vs "
-               f"{baseline_raw:.1f} {unit})")
+               f"{baseline_raw:.1f} {unit}; limits [{limit.section}])")
     return Verdict(passed, message, measured, bound_value)
+
+
+def no_ratio(limit: Limit, candidate_raw: float, baseline_raw: float, context: str,
+             note: str = "") -> Verdict:
+    """A failed verdict for a figure whose baseline is zero: there is no ratio to judge (a
+    baseline scoring 0 BLEU translates nothing the references hold, so parity means nothing)."""
+    name, unit = METRICS[limit.metric]
+    message = (f"{limit.candidate} vs {limit.baseline} [{context}] {name} not judged: "
+               f"{limit.baseline} scores {baseline_raw:.1f} {unit}, so there is no ratio "
+               f"({limit.candidate} {candidate_raw:.1f} {unit}{note}; limits [{limit.section}])")
+    return Verdict(False, message, float("nan"), limit.value)

@@ -9,7 +9,9 @@ never from a T5 default. Every way this can fail raises ``ModelError`` with one 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class ModelSpec:
     target_lang: str
     quality_beams: int
     quality_max_new_tokens: int
+    parameters: int = 0  # from the weights files' headers; 0 when unknown
 
     @property
     def embedded(self) -> bool:
@@ -75,6 +78,25 @@ def _generation_settings(config, folder: Path | None, source: str, target: str):
     return task.get("prefix", ""), int(beams or 4)
 
 
+def count_parameters(folder: Path) -> int:
+    """Parameters stored in a folder's safetensors files, read from their headers (no tensor is
+    loaded); a PyTorch .bin file is counted as fp32 from its size. 0 when there is no weights file.
+    """
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with path.open("rb") as handle:
+                size = struct.unpack("<Q", handle.read(8))[0]
+                header = json.loads(handle.read(size))
+        except (OSError, ValueError, struct.error):
+            return 0
+        total += sum(math.prod(entry["shape"]) for name, entry in header.items()
+                     if name != "__metadata__")
+    if not total:
+        total = sum(path.stat().st_size // 4 for path in folder.glob("pytorch_model*.bin"))
+    return total
+
+
 def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                       fingerprint: str | None = None) -> ModelSpec:
     config = _seq2seq_config(folder, name)
@@ -84,7 +106,8 @@ def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
     if positions:
         max_new_tokens = min(max_new_tokens, positions - 2)
     return ModelSpec(name, kind, folder, fingerprint or hash_files(folder, WEIGHT_PATTERNS),
-                     config.model_type, prefix, pair[0], pair[1], beams, max_new_tokens)
+                     config.model_type, prefix, pair[0], pair[1], beams, max_new_tokens,
+                     count_parameters(folder))
 
 
 def _hub_folder(model_id: str) -> Path:
@@ -125,7 +148,7 @@ def resolve(name: str, pair: tuple[str, str] = ("en", "fr")) -> ModelSpec:
         fingerprint = content_key({**scale.SPEC, "tokenizer": hash_files(TINY_DIR, ("spiece*",)),
                                    "torch": library_versions(("torch",))})
         return ModelSpec(name, "embedded", None, fingerprint, "t5", scale.PREFIX, *pair,
-                         quality_beams=4, quality_max_new_tokens=64)
+                         quality_beams=4, quality_max_new_tokens=64, parameters=scale.PARAMETERS)
     path = Path(name).expanduser()
     if path.is_dir():
         return _spec_from_folder(name, "folder", path.resolve(), pair)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from perf_tests.harness import cpu, history, models, summary
-from perf_tests.harness.cache import ArtifactCache
+from perf_tests.harness.cache import ArtifactCache, ArtifactError
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
-from perf_tests.harness.judge import Limit, Limits, Verdict, judge
+from perf_tests.harness.judge import Limit, Limits, ModelFacts, Verdict, judge, no_ratio
 from perf_tests.harness.models import ModelError, ModelSpec
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.store import ResultStore
@@ -35,7 +35,8 @@ OPTIONS = {
     "shapes": ("PERF_SHAPES", "comma-separated latency shapes b<batch>-s<tokens> (default: the "
                "profile's)"),
     "rounds": ("PERF_ROUNDS", "timed rounds per latency test (default: the profile's)"),
-    "threads": ("PERF_THREADS", "threads for every engine (default: os.cpu_count())"),
+    "threads": ("PERF_THREADS", "threads for every engine, at most the machine's CPUs (default: "
+                "the CPUs this process may run on, i.e. its affinity / CPU set)"),
     "new-tokens": ("PERF_NEW_TOKENS", "tokens generated per latency call (default: 32)"),
     "cache-dir": ("PERF_CACHE_DIR", "artifact cache folder (default: .perf-cache in the repo)"),
     "results-dir": ("PERF_RESULTS_DIR", "results folder (default: results/ in the repo)"),
@@ -104,8 +105,19 @@ class Gate:
         """Judge candidate / baseline of one figure (``figure(variant)``) against its limit."""
         self.skip_unrunnable(limit.candidate)
         candidate, baseline = figure(limit.candidate), figure(limit.baseline)
+        if baseline == 0:
+            self.check(no_ratio(limit, candidate, baseline, self.config.arch_preset,
+                                self._capped_note(limit.baseline)))
+            return
         self.check(judge(limit, candidate / baseline, candidate, baseline,
                          self.config.arch_preset))
+
+    def _capped_note(self, variant: str) -> str:
+        quality = self.store.measured_quality().get(variant, {})
+        if not quality.get("capped"):
+            return ""
+        return (f"; {quality['capped']} of {quality['sentences']} {variant} hypotheses hit the "
+                "length cap: does the model ever end a sentence?")
 
 
 GATE_KEY = pytest.StashKey[Gate]()
@@ -126,13 +138,20 @@ def _raw_options(config: pytest.Config) -> dict:
     return raw
 
 
+def model_facts(spec: ModelSpec) -> ModelFacts:
+    """What the limits file's model and size sections are chosen by."""
+    names = (spec.name, spec.folder.name) if spec.kind == "folder" else (spec.name,)
+    return ModelFacts(names, spec.fingerprint, spec.parameters)
+
+
 def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
-    """Validate options, limits and models; raise ConfigError or ModelError with one line."""
+    """Validate options, models and limits; raise ConfigError or ModelError with one line."""
     config = build_config(raw, cpu_info)
-    limits = Limits.load(config.limits_file, config.preset)
     specs = {"perf": models.resolve(config.perf_model)}
     specs["quality"] = (specs["perf"] if config.quality_model == config.perf_model
                         else models.resolve(config.quality_model))
+    limits = Limits.load(config.limits_file, config.preset,
+                         {role: model_facts(spec) for role, spec in specs.items()})
     return Gate(config, limits, specs)
 
 
@@ -199,6 +218,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         chosen = [lim for lim in gate.limits.of_metric(metric)
                   if lim.candidate in gate.config.variants]
         metafunc.parametrize("limit", chosen, ids=lambda lim: lim.pair)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An artifact that cannot be used even after a rebuild fails its test with one line."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(ArtifactError):
+        report.longrepr = f"perf-gate: {call.excinfo.value}"
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,17 @@ import re
 from pathlib import Path
 
 from perf_tests.harness import models, variants
-from perf_tests.harness.cache import ArtifactCache, library_versions
+from perf_tests.harness.cache import ArtifactCache, ArtifactError, library_versions
 from perf_tests.harness.config import GateConfig
 from perf_tests.harness.models import ModelSpec
 from perf_tests.harness.progress import outline
 
 BUILDER_VERSION = 2  # bump when a builder changes what it writes
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no detail'}"[:300]
 
 
 class VariantPool:
@@ -93,14 +98,30 @@ class VariantPool:
     def engine(self, variant: str, role: str) -> variants.Engine:
         key = (variant, role)
         if key not in self._engines:
-            folder = self.artifact(variant, role)
-            plant = self.config.plant
-            slowdown = plant.slowdown if plant and plant.applies_to(variant) else 0.0
-            with outline(f"loading {variant} ({self.specs[role].name}, "
-                         f"{self.config.threads} threads)"):
-                self._engines[key] = variants.load(variants.REGISTRY[variant], folder,
-                                                   self.config.threads, slowdown)
+            try:
+                self._engines[key] = self._load(variant, role)
+            except Exception as error:  # ORT, onnx, safetensors, transformers: any can raise
+                folder = self.artifact(variant, role)
+                if not self.cache.owns(folder):
+                    raise  # the user's own folder: nothing to rebuild
+                self.cache.discard(folder, f"failed to load ({_first_line(error)})")
+                self._folders = {k: f for k, f in self._folders.items() if f != folder}
+                try:
+                    self._engines[key] = self._load(variant, role)
+                except Exception as again:
+                    raise ArtifactError(
+                        f"{variant} ({self.specs[role].name}) fails to load even after its "
+                        f"artifact was built again: {_first_line(again)}") from None
         return self._engines[key]
+
+    def _load(self, variant: str, role: str) -> variants.Engine:
+        folder = self.artifact(variant, role)
+        plant = self.config.plant
+        slowdown = plant.slowdown if plant and plant.applies_to(variant) else 0.0
+        with outline(f"loading {variant} ({self.specs[role].name}, "
+                     f"{self.config.threads} threads)"):
+            return variants.load(variants.REGISTRY[variant], folder, self.config.threads,
+                                 slowdown)
 
     def tokenizer(self, role: str):
         if role not in self._tokenizers:

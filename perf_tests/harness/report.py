@@ -68,7 +68,8 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
     out = ["# seq2seq-perf-gate report", "",
            f"- created: {summary['created']}",
            f"- machine: {machine['arch']} / preset {machine['preset']} / {machine['cpu']} / "
-           f"{machine['threads']} threads",
+           f"{machine['threads']} threads (CPUs: {machine.get('cpus_allowed', '?')} allowed of "
+           f"{machine.get('cpus_total', '?')})",
            f"- profile: {summary['profile']}, {summary['rounds']} rounds, "
            f"{summary['new_tokens']} new tokens per latency call",
            f"- models: perf {summary['models']['perf']['name']}, quality "
@@ -83,7 +84,9 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
         quality = entry.get("quality")
         if quality:
             out.append(f"- {name}: BLEU {quality['bleu_signature']}; chrF "
-                       f"{quality['chrf_signature']}")
+                       f"{quality['chrf_signature']}; {quality.get('capped', '?')} of "
+                       f"{quality.get('sentences', '?')} hypotheses hit the length cap "
+                       f"({quality.get('length_cap', '?')} new tokens)")
     out += ["", "## Long steps", ""]
     out += [f"- {'  ' * s['depth']}{s['label']}: {s['seconds']:.1f} s"
             + (" (FAILED)" if s["failed"] else "") for s in summary["steps"]]

@@ -118,8 +118,11 @@ def finish_run(gate) -> Outcome:
     outcome.lines += summary.table_lines(data, changes)
     outcome.lines += [""] + check
     built, reused = data["artifacts"]["built"], data["artifacts"]["reused"]
+    rebuilt = data["artifacts"]["rebuilt"]
     outcome.lines += ["", f"artifacts: {len(built)} built ({', '.join(built) or 'none'}), "
-                      f"{len(reused)} reused from the cache ({', '.join(reused) or 'none'})"]
+                      f"{len(reused)} reused from the cache ({', '.join(reused) or 'none'}; "
+                      f"{data['artifacts']['verified_mb']:.0f} MB hashed to verify them)"
+                      + (f", {len(rebuilt)} built again ({', '.join(rebuilt)})" if rebuilt else "")]
     outcome.lines += [f"files: {latest / 'summary.json'}, {latest / 'report.md'}, "
                       + ", ".join(p.name for p in pngs + action_files),
                       f"history: {len(runs)} runs in "

@@ -123,8 +123,9 @@ class ResultStore:
         spec = self.pool.specs["quality"]
         with outline(f"translating {len(test_set.sources)} sentences with {variant} "
                      f"(beam {spec.quality_beams})") as step:
-            hypotheses = workloads.translate(engine, self.pool.tokenizer("quality"), spec,
-                                             test_set.sources)
+            translation = workloads.translate_counted(engine, self.pool.tokenizer("quality"),
+                                                      spec, test_set.sources)
+        hypotheses = translation.hypotheses
         references = [list(test_set.references)]
         bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
         self._save_hypotheses(variant, hypotheses)
@@ -133,6 +134,9 @@ class ResultStore:
                 "bleu_signature": str(bleu.get_signature()),
                 "chrf_signature": str(chrf.get_signature()),
                 "sentences": len(hypotheses), "test_set": test_set.name,
+                "capped": translation.capped,
+                "length_cap": f"{workloads.LENGTH_FACTOR} x source tokens + "
+                              f"{workloads.LENGTH_EXTRA}, at most {spec.quality_max_new_tokens}",
                 "translate_seconds": round(step.seconds, 1), "hypotheses": hypotheses}
 
     def _save_hypotheses(self, variant: str, hypotheses: list[str]) -> None:

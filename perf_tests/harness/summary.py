@@ -51,19 +51,22 @@ def build(gate) -> dict:
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"arch": config.arch, "preset": config.preset, "cpu": config.cpu.model_name,
-                    "threads": config.threads},
+                    "threads": config.threads, "cpus_allowed": config.cpu.cpus_allowed,
+                    "cpus_total": config.cpu.cpus_total},
         "profile": config.profile.name, "new_tokens": config.new_tokens,
         "rounds": config.rounds, "baseline": config.baseline,
         "plant": _plant(config.plant),
         "models": {role: {"name": spec.name, "kind": spec.kind, "fingerprint": spec.fingerprint,
-                          "prefix": spec.prefix}
+                          "prefix": spec.prefix, "parameters": spec.parameters,
+                          "quality_max_new_tokens": spec.quality_max_new_tokens}
                    for role, spec in gate.specs.items()},
         "quality_set": store.quality_set.name if store.quality_set else None,
         "memory_shape": store.memory_shape,
         "libraries": {**library_versions(), **library_versions(EXTRA_LIBRARIES)},
         "variants": {v: _variant_entry(gate, v) for v in config.variants},
         "verdicts": [{"passed": v.passed, "message": v.message} for v in gate.verdicts],
-        "artifacts": {"built": cache.built, "reused": cache.reused},
+        "artifacts": {"built": cache.built, "reused": cache.reused, "rebuilt": cache.rebuilt,
+                      "verified_mb": round(cache.verified_bytes / 1e6, 1)},
         "steps": [{"label": s.label, "depth": s.depth, "seconds": round(s.seconds, 2),
                    "failed": s.failed} for s in STEPS],
     }
@@ -108,6 +111,11 @@ def table_lines(data: dict, changes: dict | None = None) -> list[str]:
                 f"{_cell(quality.get('chrf'), '6.2f')} "
                 f"{_cell(quality.get('exact_match_rate'), '6.3f')} "
                 f"{_change(changes.get((name, shape)))}")
+    capped = {name: entry["quality"]["capped"] for name, entry in data["variants"].items()
+              if entry.get("quality", {}).get("capped")}
+    if capped:
+        lines += ["", "hypotheses that hit the length cap (no end of sequence): "
+                  + ", ".join(f"{name} {count}" for name, count in capped.items())]
     failed = [v["message"] for v in data["verdicts"] if not v["passed"]]
     lines += ["", f"verdicts: {len(data['verdicts']) - len(failed)} passed, {len(failed)} failed"]
     lines += [f"  FAILED {message}" for message in failed]

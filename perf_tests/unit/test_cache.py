@@ -2,10 +2,13 @@
 
 import json
 import os
+import time
+from types import SimpleNamespace
 
 import pytest
 
-from perf_tests.harness.cache import MARKER, ArtifactCache, content_key
+from perf_tests.harness import integrity
+from perf_tests.harness.cache import MARKER, ArtifactCache, ArtifactError, content_key
 
 pytestmark = pytest.mark.unit
 
@@ -90,3 +93,163 @@ def test_marker_is_written_last(tmp_path, monkeypatch):
     cache.get_or_build("x", {}, build)
     assert seen["marker_during_build"] is False
     assert os.listdir(tmp_path / ".locks")
+
+
+# ---------------------------------------------------------------- integrity
+
+def write_model(out):
+    (out / "model.onnx_data").write_bytes(bytes(range(256)) * 64)  # 16 KB of weights
+    (out / "sub").mkdir()
+    (out / "sub" / "config.json").write_text("{}")
+
+
+def build_counting(cache, calls, name="onnx-int8"):
+    return cache.get_or_build(name, {"model": "m"}, lambda out: calls.append(1) or write_model(out))
+
+
+def test_manifest_records_size_and_hash_of_every_file(tmp_path):
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), [])
+    files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
+    assert sorted(files) == ["model.onnx_data", "sub/config.json"]
+    assert files["model.onnx_data"]["size"] == 16384
+    assert files["model.onnx_data"][integrity.ALGORITHM] == integrity.file_hash(
+        folder / "model.onnx_data")
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: _flip_byte(path, 4000), "model.onnx_data's content differs from its sha256 at build time"),
+    (lambda path: os.truncate(path, 8000), "model.onnx_data has 8000 bytes, 16384 expected"),
+    (lambda path: path.unlink(), "model.onnx_data is missing"),
+])
+def test_damaged_artifact_is_reported_in_one_line_and_rebuilt(tmp_path, damage, problem):
+    logged, calls = [], []
+    cache = ArtifactCache(tmp_path, log=logged.append)
+    folder = build_counting(cache, calls)
+    build_counting(cache, calls)  # verified once: the stamps are taken
+    damage(folder / "model.onnx_data")
+    again = ArtifactCache(tmp_path, log=logged.append)
+    assert build_counting(again, calls) == folder and len(calls) == 2
+    assert again.rebuilt == ["onnx-int8"] and again.built == ["onnx-int8"]
+    assert [line for line in logged if line.startswith("!")] == [
+        f"! onnx-int8 (artifact {folder.name}) is damaged: {problem}: building it again"]
+    assert (folder / "model.onnx_data").read_bytes() == bytes(range(256)) * 64
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+    build_counting(again, calls)  # the rebuilt artifact passes
+    assert len(calls) == 2
+
+
+def test_flipped_byte_with_its_times_restored_is_still_found(tmp_path):
+    """Setting mtime back (touch -d, rsync -t) changes ctime, which cannot be set back."""
+    calls = []
+    cache = ArtifactCache(tmp_path, log=lambda line: None)
+    folder = build_counting(cache, calls)
+    weights = folder / "model.onnx_data"
+    before = weights.stat()
+    _flip_byte(weights, 100)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    build_counting(ArtifactCache(tmp_path, log=lambda line: None), calls)
+    assert len(calls) == 2
+
+
+def test_unchanged_files_are_not_hashed_again(tmp_path, monkeypatch):
+    """Once a file's stamp is older than the racy window, a reuse only stats it."""
+    cache = ArtifactCache(tmp_path, log=lambda line: None)
+    folder = build_counting(cache, [])
+    files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
+    later = time.time_ns() + 10**10  # as if this reuse came 10 s after the build
+    assert integrity.check(folder, files, clock=lambda: later) == ("", 16386)
+    assert integrity.check(folder, files, clock=lambda: later + 1) == ("", 0)
+    _flip_byte(folder / "model.onnx_data", 5)
+    problem, hashed = integrity.check(folder, files, clock=lambda: later + 2)
+    assert "content differs" in problem and hashed == 16384
+
+
+def test_fresh_stamps_are_not_trusted(tmp_path):
+    """A write in the same clock tick as the stamp could leave every time unchanged."""
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), [])
+    files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
+    now = time.time_ns()
+    assert integrity.check(folder, files, clock=lambda: now)[1] == 16386
+    assert integrity.check(folder, files, clock=lambda: now)[1] == 16386
+
+
+def test_artifact_without_hashes_is_rebuilt_once(tmp_path):
+    logged, calls = [], []
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), calls)
+    record = json.loads((folder / MARKER).read_text())
+    del record["integrity"]  # as written before sizes and hashes were recorded
+    (folder / MARKER).write_text(json.dumps(record))
+    cache = ArtifactCache(tmp_path, log=logged.append)
+    build_counting(cache, calls)
+    build_counting(cache, calls)
+    assert len(calls) == 2 and cache.rebuilt == ["onnx-int8"]
+    assert logged[0] == (f"! onnx-int8 (artifact {folder.name}) was built before sizes and sha256 "
+                         "hashes were recorded, so it cannot be verified: building it again")
+
+
+class FakeEngine:
+    loaded_files = ()
+
+
+def pool_with_flaky_load(tmp_path, monkeypatch, failures: int):
+    from perf_tests.harness import variants
+    from perf_tests.harness.config import build_config
+    from perf_tests.harness.cpu import CpuInfo
+    from perf_tests.harness.pool import VariantPool
+
+    config = build_config({"cache_dir": str(tmp_path / "cache"),
+                           "results_dir": str(tmp_path / "results")},
+                          CpuInfo("x86_64", frozenset({"avx2"}), cpus_allowed=1, cpus_total=1))
+    logged, calls, loads = [], [], []
+    cache = ArtifactCache(config.cache_dir, log=logged.append)
+    pool = VariantPool(config, cache, specs={"perf": SimpleNamespace(name="t5-small-random")})
+    monkeypatch.setattr(pool, "_build", lambda variant, role: build_counting(cache, calls))
+
+    def load(kind, folder, threads, slowdown):
+        loads.append(folder)
+        if len(loads) <= failures:
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Load model failed\nmore detail")
+        return FakeEngine()
+
+    monkeypatch.setattr(variants, "load", load)
+    monkeypatch.setattr("perf_tests.harness.pool.outline", _no_outline)
+    return pool, cache, logged, calls
+
+
+def test_load_failure_rebuilds_once(tmp_path, monkeypatch):
+    pool, cache, logged, calls = pool_with_flaky_load(tmp_path, monkeypatch, failures=1)
+    assert isinstance(pool.engine("onnx-int8", "perf"), FakeEngine)
+    assert len(calls) == 2 and cache.rebuilt == ["onnx-int8"]
+    folder = cache.folder("onnx-int8", {"model": "m"})
+    assert [line for line in logged if line.startswith("!")] == [
+        f"! onnx-int8 (artifact {folder.name}) failed to load (RuntimeError: [ONNXRuntimeError] "
+        ": 1 : FAIL : Load model failed): building it again"]
+
+
+def test_load_failure_after_a_rebuild_is_one_line(tmp_path, monkeypatch):
+    pool, cache, logged, calls = pool_with_flaky_load(tmp_path, monkeypatch, failures=2)
+    with pytest.raises(ArtifactError) as error:
+        pool.engine("onnx-int8", "perf")
+    assert str(error.value) == ("onnx-int8 (t5-small-random) fails to load even after its artifact "
+                                "was built again: RuntimeError: [ONNXRuntimeError] : 1 : FAIL : "
+                                "Load model failed")
+    assert len(calls) == 2
+
+
+class _no_outline:
+    def __init__(self, label):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _flip_byte(path, offset):
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))

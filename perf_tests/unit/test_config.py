@@ -1,5 +1,7 @@
 """Options -> config: shapes, variants, presets, the required arch, planted regressions."""
 
+import json
+
 import pytest
 
 from perf_tests.harness.config import ConfigError, Plant, Shape, build_config
@@ -7,9 +9,11 @@ from perf_tests.harness.cpu import CpuInfo, detect
 
 pytestmark = pytest.mark.unit
 
-AVX2 = CpuInfo("x86_64", frozenset({"avx", "avx2", "fma"}))
-VNNI = CpuInfo("x86_64", frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"}))
-ARM = CpuInfo("aarch64", frozenset({"asimd"}))
+# A 2-CPU machine whatever machine runs the tests, so the thread defaults and bounds are fixed.
+AVX2 = CpuInfo("x86_64", frozenset({"avx", "avx2", "fma"}), cpus_allowed=2, cpus_total=2)
+VNNI = CpuInfo("x86_64", frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"}),
+               cpus_allowed=2, cpus_total=2)
+ARM = CpuInfo("aarch64", frozenset({"asimd"}), cpus_allowed=2, cpus_total=2)
 
 
 def options(tmp_path, **given):
@@ -60,8 +64,36 @@ def test_preset_the_cpu_cannot_run_is_skipped_not_fatal(tmp_path):
     ({"arch": "riscv-avx2"}, "is not one of"),
     ({"limits": "/nonexistent/limits.toml"}, "does not exist"),
     ({"plant": "onnx-int8:faster=2"}, "expected <variant>:slowdown=<fraction>"),
-    ({"plant": "onnx-int8:slowdown=-1"}, "must be positive"),
-    ({"rounds": "1"}, "rounds at least 2"),
+    ({"plant": "onnx-int8:slowdown=-1"}, "slowdown -1 is out of range: pass a number above 0"),
+    ({"rounds": "1"}, r"--perf-rounds 1 is out of range: pass a whole number at least 2"),
+    ({"rounds": "many"}, "--perf-rounds 'many' is not a whole number"),
+    ({"threads": "two"}, "--perf-threads 'two' is not a whole number: pass a whole number at "
+                         "least 1 and at most 2"),
+    ({"threads": "0"}, "--perf-threads 0 is out of range"),
+    ({"threads": "3"}, "--perf-threads 3 is out of range: .* at most 2"),
+    ({"threads": "1.5"}, "--perf-threads '1.5' is not a whole number"),
+    ({"new_tokens": "-4"}, "--perf-new-tokens -4 is out of range"),
+    ({"new_tokens": "lots"}, "--perf-new-tokens 'lots' is not a whole number"),
+    ({"baseline_runs": "1"}, "--perf-baseline-runs 1 is out of range"),
+    ({"baseline_runs": "five"}, "--perf-baseline-runs 'five' is not a whole number"),
+    ({"regression_factor": "1.0"}, "--perf-regression-factor 1.0 is out of range: pass a number "
+                                   "above 1 and at most 10"),
+    ({"regression_factor": "x"}, "--perf-regression-factor 'x' is not a number"),
+    ({"regression_factor": "nan"}, "--perf-regression-factor 'nan' is not a finite number"),
+    ({"false_alarm_rate": "0.5"}, "--perf-false-alarm-rate 0.5 is out of range: pass a number "
+                                  "above 0 and below 0.5"),
+    ({"false_alarm_rate": "inf"}, "--perf-false-alarm-rate 'inf' is not a finite number"),
+    ({"shapes": "b0-s16"}, "--perf-shapes b0-s16: batch 0 is out of range"),
+    ({"shapes": "b1-s1"}, "--perf-shapes b1-s1: source tokens 1 is out of range"),
+    ({"shapes": "b1-s99999"}, "source tokens 99999 is out of range"),
+    ({"shapes": "b1-s16,b1-s16"}, "--perf-shapes lists b1-s16 twice"),
+    ({"shapes": " , "}, "--perf-shapes lists no shape"),
+    ({"variants": "onnx-int8,onnx-int8"}, "--perf-variants lists onnx-int8 twice"),
+    ({"plant": "onnx-int8:slowdown=fast"}, "--perf-plant onnx-int8:slowdown=fast: slowdown 'fast' is"
+                                           " not a number"),
+    ({"plant": "onnx-int8:noise="}, "noise needs an amount"),
+    ({"baseline": "9999"}, "--perf-baseline 9999: no such run in .* \\(it holds no run yet\\)"),
+    ({"baseline": "/nonexistent.json"}, "expected latest, a run number or an existing history"),
 ])
 def test_bad_options_raise_one_line(tmp_path, given, message):
     with pytest.raises(ConfigError, match=message) as error:
@@ -72,6 +104,90 @@ def test_bad_options_raise_one_line(tmp_path, given, message):
 def test_baseline_is_always_measured(tmp_path):
     config = build_config(options(tmp_path, variants="onnx-int8"), AVX2)
     assert config.variants == ("pytorch-fp32", "onnx-int8")
+
+
+def test_threads_default_to_the_cpus_this_process_may_use(tmp_path):
+    """Under taskset -c 0 (or a container's CPU set) on a 2-CPU machine: one thread, not two."""
+    pinned = CpuInfo("x86_64", frozenset({"avx2"}), cpus_allowed=1, cpus_total=2)
+    config = build_config(options(tmp_path), pinned)
+    assert config.threads == 1
+    assert "threads 1 (CPUs: 1 allowed of 2)" in config.header_lines()[0]
+    assert build_config(options(tmp_path, threads="2"), pinned).threads == 2  # asked for: kept
+
+
+def test_allowed_cpus_follow_the_affinity_mask(monkeypatch):
+    from perf_tests.harness import cpu
+
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert cpu.allowed_cpus() == 1 and detect().cpus_allowed == 1
+    monkeypatch.delattr(cpu.os, "sched_getaffinity")
+    assert cpu.allowed_cpus() == cpu.machine_cpus()
+
+
+def test_numbers_and_blanks(tmp_path):
+    config = build_config(options(tmp_path, threads=" 1 ", rounds="", regression_factor="1.5",
+                                  false_alarm_rate="0.02", shapes="b2-s8, b01-s9"), AVX2)
+    assert (config.threads, config.rounds) == (1, 8)
+    assert (config.regression_factor, config.false_alarm_rate) == (1.5, 0.02)
+    assert [s.id for s in config.shapes] == ["b2-s8", "b1-s9"]
+
+
+def history_file(results, arch, number, data=None):
+    folder = results / "history" / arch / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number:04d}_abc_20261125_000000.json"
+    path.write_text(json.dumps(data if data is not None else {"benchmarks": []}))
+    return path
+
+
+def test_baseline_run_must_be_in_the_history(tmp_path):
+    results = tmp_path / "results"
+    history_file(results, "x86_64", 3)
+    history_file(results, "x86_64", 4)
+    assert build_config(options(tmp_path, baseline="4"), AVX2).baseline_run == "4"
+    with pytest.raises(ConfigError, match=r"--perf-baseline 9: no such run in .*x86_64 \(it holds "
+                       r"runs 3-4\)"):
+        build_config(options(tmp_path, baseline="9"), AVX2)
+    with pytest.raises(ConfigError, match="no such run"):  # another arch's history is not ours
+        build_config(options(tmp_path, baseline="3"), ARM)
+
+
+def test_pinned_baseline_file_must_be_a_history_file(tmp_path):
+    good = history_file(tmp_path / "elsewhere", "x86_64", 1)
+    assert build_config(options(tmp_path, baseline=str(good)), AVX2).baseline_run == str(good)
+    bad = tmp_path / "notes.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a readable pytest-benchmark history file"):
+        build_config(options(tmp_path, baseline=str(bad)), AVX2)
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable pytest-benchmark history file"):
+        build_config(options(tmp_path, baseline=str(bad)), AVX2)
+
+
+def test_unwritable_folder_is_found_by_trying(tmp_path, monkeypatch):
+    """A folder whose permission bits allow writing, but where writing fails (a read-only mount,
+    a quota): the probe file fails, and nothing is created or left behind."""
+    from perf_tests.harness import parsing
+
+    real_open = parsing.os.open
+
+    def refuse(path, *args, **kwargs):
+        if ".perf-gate-probe-" in str(path):
+            raise OSError(30, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(parsing.os, "open", refuse)
+    with pytest.raises(ConfigError, match=r"results folder .*results is not writable \(tried "
+                       r".*, where it would be made\): Read-only file system; pass a writable"):
+        build_config(options(tmp_path), AVX2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writable_folder_leaves_no_probe(tmp_path):
+    (tmp_path / "results").mkdir()
+    build_config(options(tmp_path), AVX2)
+    assert list(tmp_path.iterdir()) == [tmp_path / "results"]
+    assert list((tmp_path / "results").iterdir()) == []
 
 
 def test_unwritable_cache_folder(tmp_path):

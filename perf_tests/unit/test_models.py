@@ -81,3 +81,23 @@ def test_hub_id_without_network(empty_hub_cache, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(ModelError, match="cannot be downloaded .* no network to the hub"):
         models.resolve("t5-small")
+
+
+def test_parameters_are_read_from_the_weights_headers(tmp_path):
+    """Size classes of the limits file are chosen by this count; no tensor is loaded for it."""
+    trained = json.loads((models.TINY_DIR / "training.json").read_text())["parameters"]
+    assert models.count_parameters(models.TINY_DIR) == trained
+    assert models.resolve("t5-tiny-enfr").parameters == trained
+    assert models.count_parameters(tmp_path) == 0
+
+
+def test_scale_model_parameter_count_matches_its_shape():
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from fixtures.models import scale
+
+    with torch.device("meta"):
+        model = T5ForConditionalGeneration(T5Config(**scale.T5_SMALL_SHAPE))
+    assert sum(p.numel() for p in model.parameters()) == scale.PARAMETERS
+    assert models.resolve("t5-small-random").parameters == scale.PARAMETERS

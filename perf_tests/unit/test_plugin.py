@@ -1,6 +1,7 @@
 """The plugin seen from outside: bad input stops the session with one line and exit code 4."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,9 +49,21 @@ def test_good_options_run(run):
     (["--perf-preset=sse2"], "unknown preset 'sse2'"),
     (["--perf-limits=/nope.toml"], "limits file /nope.toml does not exist"),
     (["--perf-shapes=b8"], "shape 'b8' is not of the form"),
-    (["--perf-false-alarm-rate=rarely"], "--perf-false-alarm-rate and --perf-baseline-runs take "
-                                         "numbers"),
-    (["--perf-false-alarm-rate=0.7"], "--perf-false-alarm-rate between 0 and 0.5"),
+    # every numeric option, non-numeric and out of range (the space form was an INTERNALERROR)
+    (["--perf-threads", "two"], "--perf-threads 'two' is not a whole number: pass a whole "
+                                "number at least 1 and at most"),
+    (["--perf-threads=100000"], "--perf-threads 100000 is out of range"),
+    (["--perf-rounds=1"], "--perf-rounds 1 is out of range"),
+    (["--perf-new-tokens=ten"], "--perf-new-tokens 'ten' is not a whole number"),
+    (["--perf-baseline-runs=0"], "--perf-baseline-runs 0 is out of range"),
+    (["--perf-regression-factor=0.9"], "--perf-regression-factor 0.9 is out of range"),
+    (["--perf-false-alarm-rate=rarely"], "--perf-false-alarm-rate 'rarely' is not a number"),
+    (["--perf-false-alarm-rate=0.7"], "--perf-false-alarm-rate 0.7 is out of range"),
+    (["--perf-shapes=b0-s16"], "--perf-shapes b0-s16: batch 0 is out of range"),
+    (["--perf-plant=onnx-int8:slowdown=lots"], "slowdown 'lots' is not a number"),
+    (["--perf-baseline=9999"], "--perf-baseline 9999: no such run in"),
+    (["--perf-shapes=b1-s16,b1-s16"], "--perf-shapes lists b1-s16 twice"),
+    (["--perf-variants=onnx-int8,onnx-int8"], "--perf-variants lists onnx-int8 twice"),
 ])
 def test_bad_option_is_one_line_exit_4(run, args, expected):
     assert_one_line_usage_error(run(*args), run, expected)
@@ -93,6 +106,16 @@ def test_cache_folder_that_cannot_be_created(pytester, tmp_path):
                                            f"--perf-cache-dir={blocker / 'cache'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "cache folder" in result.stderr.str() and "is a file" in result.stderr.str()
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys, where even root cannot write")
+@pytest.mark.parametrize("option", ["results-dir", "cache-dir"])
+def test_folder_that_cannot_be_written(run, option):
+    """Tried, not read off permission bits: root passes os.access on /sys yet cannot write."""
+    result = run(f"--perf-{option}=/sys/perf-gate-test")
+    what = "results folder" if option == "results-dir" else "cache folder"
+    assert_one_line_usage_error(result, run, f"{what} /sys/perf-gate-test is not writable (tried "
+                                "/sys, where it would be made)")
 
 
 def test_arch_environment_on_a_cpu_without_its_flags(run):

@@ -42,3 +42,35 @@ def test_embedded_models_score_on_the_embedded_split():
     spec = models.resolve("t5-tiny-enfr")
     found = workloads.quality_set_for(spec, "wmt14", 10)
     assert found.name == "embedded-test" and len(found.references) == 10
+
+
+class NeverEnds:
+    """An engine whose hypotheses end only for the first row of each batch, recording settings."""
+
+    def __init__(self):
+        self.settings = []
+
+    def generate(self, inputs, **settings):
+        import torch
+
+        self.settings.append(settings)
+        rows = inputs["input_ids"].shape[0]
+        output = torch.full((rows, settings["max_new_tokens"] + 1), 5, dtype=torch.long)
+        output[:, 0] = 0  # the decoder start token
+        output[0, 3], output[0, 4:] = 1, 0  # row 0: end of sequence, then padding
+        return output
+
+
+def test_quality_length_cap_follows_the_source_and_counts_capped_hypotheses():
+    tokenizer = AutoTokenizer.from_pretrained(models.TINY_DIR)
+    spec = models.resolve("t5-tiny-enfr")
+    sources = ["The cat.", "The small cat sees the red car near the station every day."] * 3
+    engine = NeverEnds()
+    done = workloads.translate_counted(engine, tokenizer, spec, sources, batch_size=3)
+    assert len(done.hypotheses) == 6 and done.capped == 4  # two batches, one ended row each
+    longest = [max(len(tokenizer(spec.prefix + s).input_ids) for s in chunk)
+               for chunk in (sorted(sources, key=len)[:3], sorted(sources, key=len)[3:])]
+    assert [s["max_new_tokens"] for s in engine.settings] == [
+        min(2 * n + 10, spec.quality_max_new_tokens) for n in longest]
+    assert workloads.length_cap(spec, 100) == spec.quality_max_new_tokens == 64
+    assert workloads.length_cap(spec, 5) == 20

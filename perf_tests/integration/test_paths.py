@@ -1,0 +1,61 @@
+"""Path options in both forms, for folders anywhere on disk, from the repository root.
+
+``--perf-model /elsewhere/model`` (space form) used to stop with "unrecognized arguments": pytest's
+early pass took the folder for a test path (see perf_tests/harness/early_args.py). Each test runs
+``python -m pytest --co`` in a subprocess, as a user would: it collects the gate, builds nothing.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from perf_tests.harness import models
+from perf_tests.harness.config import ROOT
+
+pytestmark = pytest.mark.integration
+
+ENTRY_POINT = "perf_gate_early_args"
+installed = any(ep.name == ENTRY_POINT for ep in metadata.entry_points(group="pytest11"))
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    """A model folder, a limits file and a pinned history file outside the repository."""
+    model = shutil.copytree(models.TINY_DIR, tmp_path / "models" / "my-t5")
+    limits = shutil.copy(ROOT / "perf_tests" / "limits.toml", tmp_path / "team-limits.toml")
+    pinned = tmp_path / "pinned-run.json"
+    pinned.write_text(json.dumps({"benchmarks": []}))
+    return {"model": model, "limits": limits, "cache-dir": tmp_path / "cache",
+            "results-dir": tmp_path / "results", "baseline": pinned}
+
+
+def collect(options: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "--co", "-m", "gate",
+                           "-p", "no:cacheprovider", *options],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def assert_collected_with(done: subprocess.CompletedProcess, paths: dict) -> None:
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert f"rootdir: {ROOT}" in output and "configfile: pyproject.toml" in output, output[:2000]
+    assert f"latency/memory model {paths['model']}, quality model {paths['model']}" in output
+    assert f"limits {paths['limits']}" in output and f"results {paths['results-dir']}" in output
+    assert "<Function test_latency[onnx-int8-b1-s16]>" in output
+    assert not paths["cache-dir"].exists(), "collecting built something"
+
+
+@pytest.mark.skipif(not installed, reason="the project is not installed (pip install -r "
+                    "requirements.txt): its pytest11 entry point makes the space form work")
+def test_space_form_with_folders_outside_the_repository(elsewhere):
+    options = [item for name, path in elsewhere.items() for item in (f"--perf-{name}", str(path))]
+    assert_collected_with(collect(options), elsewhere)
+
+
+def test_equals_form_with_folders_outside_the_repository(elsewhere):
+    assert_collected_with(collect([f"--perf-{name}={path}" for name, path in elsewhere.items()]),
+                          elsewhere)
