@@ -28,3 +28,20 @@ def test_latency(benchmark, gate, variant, shape):
     gate.check(judge(limit, result.ratio, result.median_ms, baseline_ms, config.arch_preset,
                      shape.id))
 
+
+
+@pytest.mark.judges("latency")
+def test_latency_between_candidates(gate, limit, shape):
+    """A pair of two candidates (onnx-int8-vs-ct2-int8): the ratio of their ratios to the
+    baseline rounds each ran interleaved with, so the machine's mood cancels as in a pair with
+    the baseline."""
+    gate.skip_unrunnable(limit.candidate)
+    gate.skip_unrunnable(limit.baseline)
+    results = [gate.store.latency.get((v, shape.id)) for v in (limit.candidate, limit.baseline)]
+    missing = [v for v, r in zip((limit.candidate, limit.baseline), results) if r is None]
+    if missing:
+        pytest.skip(f"no latency of {', '.join(missing)} at {shape.id} in this session: "
+                    "select test_latency for both variants too")
+    candidate, other = results
+    gate.check(judge(limit, candidate.ratio / other.ratio, candidate.median_ms, other.median_ms,
+                     gate.config.arch_preset, shape.id))

@@ -29,7 +29,8 @@ from perf_tests.harness import integrity
 from perf_tests.harness.progress import outline
 
 MARKER = "artifact.json"
-LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+             "ctranslate2")
 
 
 def library_versions(names=LIBRARIES) -> dict[str, str]:

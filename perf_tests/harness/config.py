@@ -14,14 +14,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf_tests.harness import history
+from perf_tests.harness import declared, history
 from perf_tests.harness.cpu import PRESETS, CpuInfo
 from perf_tests.harness.parsing import ConfigError, Range, number, unique, writable_dir
 
 __all__ = ["ConfigError"]  # re-exported: judge and the plugin catch it from here
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8")
+VARIANTS_FILE = ROOT / "perf_tests" / "variants.toml"  # the shipped declarations
 BASELINE = "pytorch-fp32"
 ALL_VARIANTS = "all"  # --perf-plant all:...: every variant
 DEFAULT_PERF_MODEL = "t5-small-random"
@@ -99,10 +99,11 @@ class Plant:
         return self.variant in (variant, ALL_VARIANTS)
 
     @classmethod
-    def parse(cls, text: str) -> Plant:
+    def parse(cls, text: str, variants=()) -> Plant:
+        """``variants``: the declared names the plant may name (besides all)."""
         variant, _, spec = text.partition(":")
         key, _, value = spec.partition("=")
-        if variant not in (*VARIANTS, ALL_VARIANTS) or key not in ("slowdown", "noise"):
+        if variant not in (*variants, ALL_VARIANTS) or key not in ("slowdown", "noise"):
             raise ConfigError(f"--perf-plant {text!r}: expected <variant>:slowdown=<fraction> or "
                               "<variant>:noise=<scale> (<variant> may be all), for example "
                               "onnx-int8:slowdown=0.25")
@@ -130,6 +131,8 @@ class GateConfig:
     results_dir: Path
     limits_file: Path
     test_set: str
+    declared: dict = field(default_factory=dict)  # every declared name -> VariantSpec, file order
+    variants_file: Path = VARIANTS_FILE
     plant: Plant | None = None
     baseline_run: str = "latest"  # the history run(s) the regression check compares with
     baseline_runs: int = 20  # how many of the last runs the machine's noise is read from
@@ -158,13 +161,14 @@ class GateConfig:
         ]
 
 
-def _parse_variants(text: str | None) -> tuple[str, ...]:
+def _parse_variants(text: str | None, specs: dict) -> tuple[str, ...]:
     if not text:
-        return VARIANTS
+        return tuple(name for name, spec in specs.items() if spec.default)
     names = unique("--perf-variants", (v.strip() for v in text.split(",") if v.strip()))
-    unknown = [v for v in names if v not in VARIANTS]
+    unknown = [v for v in names if v not in specs]
     if unknown:
-        raise ConfigError(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
+        raise ConfigError(f"unknown variant {unknown[0]!r}: choose from {', '.join(specs)} "
+                          "(or declare it in the variants file)")
     if BASELINE not in names:
         names = (BASELINE, *names)  # every ratio is taken against the baseline
     return names
@@ -259,8 +263,10 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
     if not limits_file.is_file():
         raise ConfigError(f"limits file {limits_file} does not exist: pass --perf-limits FILE")
     model = options.get("model")
-    plant = Plant.parse(options["plant"]) if options.get("plant") else None
-    variants = _parse_variants(options.get("variants"))
+    variants_file = Path(options.get("variants_file") or VARIANTS_FILE).expanduser().resolve()
+    specs = declared.read(variants_file, BASELINE)
+    plant = Plant.parse(options["plant"], tuple(specs)) if options.get("plant") else None
+    variants = _parse_variants(options.get("variants"), specs)
     results_dir = writable_dir(Path(options.get("results_dir") or ROOT / "results"),
                                "results folder")
     return GateConfig(
@@ -271,4 +277,5 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
                                "cache folder"),
         results_dir=results_dir, limits_file=limits_file.resolve(),
         test_set=options.get("test_set") or "wmt14", plant=plant,
+        declared=specs, variants_file=variants_file,
         **measuring, **_regression(options, results_dir, cpu.machine))

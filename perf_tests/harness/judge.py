@@ -24,7 +24,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from perf_tests.harness.config import VARIANTS, ConfigError, Shape
+from perf_tests.harness import declared
+from perf_tests.harness.config import BASELINE, VARIANTS_FILE, ConfigError, Shape
 from perf_tests.harness.cpu import PRESETS
 
 # metric -> (what the ratio is called in a message, unit of the raw numbers)
@@ -77,15 +78,16 @@ class Verdict:
     limit: float
 
 
-def _split_pair(pair: str, where: str) -> tuple[str, str]:
+def _split_pair(pair: str, where: str, variants: tuple[str, ...]) -> tuple[str, str]:
     candidate, sep, baseline = pair.partition("-vs-")
-    if not sep or candidate not in VARIANTS or baseline not in VARIANTS:
-        raise ConfigError(f"{where}: {pair!r} is not <variant>-vs-<variant> with variants from "
-                          f"{', '.join(VARIANTS)}")
+    if not sep or candidate not in variants or baseline not in variants:
+        raise ConfigError(f"{where}: {pair!r} is not <variant>-vs-<variant> with variants "
+                          f"declared in the variants file ({', '.join(variants)})")
     return candidate, baseline
 
 
-def _parse_limit(metric: str, pair: str, table, where: str, section: str) -> Limit:
+def _parse_limit(metric: str, pair: str, table, where: str, section: str,
+                 variants: tuple[str, ...]) -> Limit:
     where = f"{where}.{metric}.{pair}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table with max or min")
@@ -104,12 +106,13 @@ def _parse_limit(metric: str, pair: str, table, where: str, section: str) -> Lim
         Shape.parse(shape, f"{where}.shapes")
         if not isinstance(shape_value, (int, float)) or shape_value <= 0:
             raise ConfigError(f"{where}.shapes.{shape}: {shape_value!r} is not a positive number")
-    candidate, baseline = _split_pair(pair, where)
+    candidate, baseline = _split_pair(pair, where, variants)
     return Limit(metric, candidate, baseline, bounds[0], float(value),
                  tuple((s, float(v)) for s, v in shapes.items()), section)
 
 
-def _parse_section(section, file_name: str, label: str) -> dict[tuple[str, str], Limit]:
+def _parse_section(section, file_name: str, label: str,
+                   variants: tuple[str, ...]) -> dict[tuple[str, str], Limit]:
     where = f"{file_name}: {label}"
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table of metrics")
@@ -121,7 +124,7 @@ def _parse_section(section, file_name: str, label: str) -> dict[tuple[str, str],
         if not isinstance(pairs, dict):
             raise ConfigError(f"{where}.{metric}: expected a table of pairs")
         for pair, table in pairs.items():
-            limits[(metric, pair)] = _parse_limit(metric, pair, table, where, label)
+            limits[(metric, pair)] = _parse_limit(metric, pair, table, where, label, variants)
     return limits
 
 
@@ -140,7 +143,7 @@ def _size_class(sizes, parameters: int, where: str) -> str | None:
     return min(fitting)[1] if fitting else None
 
 
-def _check_sections(data: dict, file_name: str) -> None:
+def _check_sections(data: dict, file_name: str, variants: tuple[str, ...]) -> None:
     """Parse every size and model section, not only those that apply to this run's models, so a
     typo is found on any machine and with any model."""
     for kind in SECTION_KINDS:
@@ -157,7 +160,7 @@ def _check_sections(data: dict, file_name: str) -> None:
                 if key != "default" and key not in PRESETS:
                     raise ConfigError(f"{file_name}: {label}.{key}: expected default or a preset"
                                       f" ({', '.join(PRESETS)})")
-                _parse_section(section, file_name, f"{label}.{key}")
+                _parse_section(section, file_name, f"{label}.{key}", variants)
 
 
 def _layers(data: dict, preset: str, model: ModelFacts | None, where: str) -> list[tuple]:
@@ -184,8 +187,12 @@ class Limits:
         self._limits, self.source, self.preset = limits, source, preset
 
     @classmethod
-    def load(cls, path: Path, preset: str, models: dict[str, ModelFacts] | None = None) -> Limits:
-        """The limits for ``preset``; ``models`` (role -> facts) picks model and size sections."""
+    def load(cls, path: Path, preset: str, models: dict[str, ModelFacts] | None = None,
+             variants: tuple[str, ...] | None = None) -> Limits:
+        """The limits for ``preset``; ``models`` (role -> facts) picks model and size sections;
+        ``variants`` are the names pairs may use (default: those the shipped file declares)."""
+        if variants is None:
+            variants = tuple(declared.read(VARIANTS_FILE, BASELINE))
         try:
             data = tomllib.loads(Path(path).read_text())
         except tomllib.TOMLDecodeError as error:
@@ -195,13 +202,13 @@ class Limits:
         if preset not in data and "default" not in data:
             raise ConfigError(f"limits file {path} has neither a [{preset}] nor a [default] table:"
                               f" add limits for {preset}")
-        _check_sections(data, Path(path).name)
+        _check_sections(data, Path(path).name, variants)
         _size_class(data.get("sizes", {}), 0, Path(path).name)
         limits: dict[tuple[str, str], Limit] = {}
         for role in ("perf", "quality"):
             model = (models or {}).get(role)
             for table, label in _layers(data, preset, model, Path(path).name):
-                parsed = _parse_section(table, Path(path).name, label)
+                parsed = _parse_section(table, Path(path).name, label, variants)
                 limits.update({key: limit for key, limit in parsed.items()
                                if METRIC_ROLE[key[0]] == role})
         if not limits:

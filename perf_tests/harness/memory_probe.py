@@ -63,6 +63,10 @@ def measure(request: dict) -> dict:
 
     from perf_tests.harness import variants, workloads
     from perf_tests.harness.config import Shape
+    from perf_tests.harness.declared import VariantSpec
+
+    spec = VariantSpec.from_dict(request["declaration"])
+    spec.module.import_libraries()  # the engine's own libraries, before the baseline too
     folder = Path(request["folder"])
     tokenizer = AutoTokenizer.from_pretrained(folder)
     inputs = workloads.latency_inputs(tokenizer, request["prefix"], Shape.parse(request["shape"]))
@@ -71,8 +75,7 @@ def measure(request: dict) -> dict:
     baseline = process.memory_info().rss
     sampler = PeakSampler()
     sampler.start()
-    kind = variants.REGISTRY[request["variant"]]
-    engine = variants.load(kind, folder, request["threads"])
+    engine = variants.load(spec, folder, request["threads"])
     after_load = process.memory_info().rss
     for _ in range(1 + request["calls"]):
         engine.generate(inputs, **settings)
@@ -80,7 +83,7 @@ def measure(request: dict) -> dict:
     high_water = kernel_high_water_mark()
     peak = max(sampled_peak, high_water)
     return {
-        "variant": request["variant"],
+        "variant": spec.name,
         "baseline_mb": round(baseline / MB, 1),
         "load_mb": round((after_load - baseline) / MB, 1),
         "peak_mb": round(peak / MB, 1),

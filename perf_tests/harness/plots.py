@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 COLOURS = {"pytorch-fp32": "#4c72b0", "onnx-fp32": "#55a868", "onnx-o3": "#8172b2",
-           "onnx-int8": "#c44e52"}
+           "onnx-int8": "#c44e52", "ct2-int8": "#dd8452", "torch-int8": "#64b5cd"}
 
 
 def _colour(variant: str) -> str:
@@ -84,6 +84,63 @@ def quality_bars(summary: dict, path: Path) -> Path:
     axis.set_ylim(0, 125)
     axis.set_title(f"translation quality on {summary['quality_set']}")
     axis.legend(loc="upper center", ncols=2)
+    return _save(figure, path)
+
+
+def token_bars(summary: dict, path: Path) -> Path:
+    """Where a call's time goes, per shape: encoder, the rest of the first token, decoding."""
+    shapes = sorted({s for v in summary["variants"].values() for s in v.get("tokens", {})})
+    figure, axes = plt.subplots(1, len(shapes), figsize=(6 * len(shapes), 4.5))
+    axes = axes if len(shapes) > 1 else [axes]
+    parts = (("encoder", "#4c72b0"), ("first decoder step", "#dd8452"),
+             ("later tokens", "#55a868"))
+    for axis, shape in zip(axes, shapes):
+        entries = {v: e["tokens"][shape] for v, e in summary["variants"].items()
+                   if shape in e.get("tokens", {})}
+        names = list(entries)
+        encoder = [e["encoder_ms"] or 0 for e in entries.values()]
+        first = [e["first_token_ms"] - enc for e, enc in zip(entries.values(), encoder)]
+        later = [e["call_ms"] - e["first_token_ms"] for e in entries.values()]
+        bottom = [0.0] * len(names)
+        for (label, colour), values in zip(parts, (encoder, first, later)):
+            axis.bar(names, values, bottom=bottom, label=label, color=colour)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        for index, entry in enumerate(entries.values()):
+            axis.annotate(f"{entry['tokens_per_s']:.0f} tok/s", (index, bottom[index]),
+                          ha="center", va="bottom", fontsize=8)
+        axis.set_ylim(0, max(bottom + [1]) * 1.15)
+        axis.set_title(f"one generate() call, {shape} ({summary['new_tokens']} new tokens)")
+        axis.set_ylabel("ms (encoder unknown where 0: CTranslate2)")
+        axis.tick_params(axis="x", labelrotation=20)
+        axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def sweep_lines(summary: dict, path: Path) -> Path:
+    """The full profile's sweep: latency and tokens per second against batch, a line per
+    variant and a line style per source length."""
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 4.5))
+    styles = {16: "-", 64: "--", 128: ":"}
+    for variant, entry in summary["variants"].items():
+        by_source: dict[int, list] = {}
+        for shape, figures in entry.get("sweep", {}).items():
+            batch, source = (int(part[1:]) for part in shape.split("-"))
+            by_source.setdefault(source, []).append((batch, figures))
+        for source, points in sorted(by_source.items()):
+            points.sort()
+            batches = [b for b, _ in points]
+            style = dict(color=_colour(variant), linestyle=styles.get(source, "-."), marker="o",
+                         label=f"{variant} s{source}")
+            latency.plot(batches, [f["call_ms"] for _, f in points], **style)
+            throughput.plot(batches, [f["tokens_per_s"] for _, f in points], **style)
+    latency.set_title(f"latency per call ({summary['new_tokens']} new tokens)")
+    latency.set_ylabel("ms")
+    throughput.set_title("tokens per second")
+    throughput.set_ylabel("new tokens / s (batch x new tokens / call)")
+    for axis in (latency, throughput):
+        axis.set_xlabel("batch")
+        axis.set_xscale("log", base=2)
+    throughput.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)
 
 

@@ -25,8 +25,10 @@ from perf_tests.harness.store import ResultStore
 OPTIONS = {
     "model": ("PERF_MODEL", "model under test: t5-small-random/t5-tiny-enfr (embedded, the "
               "default), a local Hugging Face seq2seq folder, or a hub id such as t5-small"),
-    "variants": ("PERF_VARIANTS", "comma-separated variants (default: all of pytorch-fp32, "
-                 "onnx-fp32, onnx-o3, onnx-int8)"),
+    "variants": ("PERF_VARIANTS", "comma-separated variants (default: every variant the "
+                 "variants file declares, but those marked default = false)"),
+    "variants-file": ("PERF_VARIANTS_FILE", "TOML file declaring the variants: engine, recipe, "
+                      "load options or a folder (default: perf_tests/variants.toml)"),
     "preset": ("PERF_PRESET", "int8 preset: auto (default, the best this CPU runs), arm64, avx2,"
                " avx512 or avx512_vnni; one the CPU cannot run is skipped with its reason"),
     "arch": ("PERF_ARCH", "require this <machine>-<preset>, e.g. x86_64-avx2, and stop if the "
@@ -104,6 +106,7 @@ class Gate:
     def judge_pair(self, limit: Limit, figure) -> None:
         """Judge candidate / baseline of one figure (``figure(variant)``) against its limit."""
         self.skip_unrunnable(limit.candidate)
+        self.skip_unrunnable(limit.baseline)
         candidate, baseline = figure(limit.candidate), figure(limit.baseline)
         if baseline == 0:
             self.check(no_ratio(limit, candidate, baseline, self.config.arch_preset,
@@ -151,7 +154,8 @@ def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
     specs["quality"] = (specs["perf"] if config.quality_model == config.perf_model
                         else models.resolve(config.quality_model))
     limits = Limits.load(config.limits_file, config.preset,
-                         {role: model_facts(spec) for role, spec in specs.items()})
+                         {role: model_facts(spec) for role, spec in specs.items()},
+                         variants=tuple(config.declared))
     return Gate(config, limits, specs)
 
 
@@ -216,7 +220,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "limit" in metafunc.fixturenames:
         metric = metafunc.definition.get_closest_marker("judges").args[0]
         chosen = [lim for lim in gate.limits.of_metric(metric)
-                  if lim.candidate in gate.config.variants]
+                  if {lim.candidate, lim.baseline} <= set(gate.config.variants)]
+        if metric == "latency":  # pairs with the baseline are judged inside test_latency
+            chosen = [lim for lim in chosen if lim.baseline != gate.config.baseline]
         metafunc.parametrize("limit", chosen, ids=lambda lim: lim.pair)
 
 

@@ -15,10 +15,16 @@ from pathlib import Path
 from perf_tests.harness import models, variants
 from perf_tests.harness.cache import ArtifactCache, ArtifactError, library_versions
 from perf_tests.harness.config import GateConfig
+from perf_tests.harness.declared import VariantSpec
+from perf_tests.harness.engines import onnxruntime
 from perf_tests.harness.models import ModelSpec
 from perf_tests.harness.progress import outline
 
-BUILDER_VERSION = 2  # bump when a builder changes what it writes
+BUILDER_VERSION = 3  # bump when a builder changes what it writes
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def _first_line(error: Exception) -> str:
@@ -33,11 +39,19 @@ class VariantPool:
         self._tokenizers: dict[str, object] = {}
         self._folders: dict[tuple[str, str], Path] = {}
 
+    def spec(self, variant: str) -> VariantSpec:
+        return self.config.declared[variant]
+
     def skip_reason(self, variant: str) -> str:
-        """Why a variant cannot run on this CPU, or "" when it can."""
-        if variants.REGISTRY[variant].uses_preset and self.config.preset_skip_reason:
-            return self.config.preset_skip_reason
-        return ""
+        """Why a variant cannot run here (its engine, this CPU, this model), or "" when it can."""
+        spec = self.spec(variant)
+        reason = spec.module.unavailable()
+        if not reason and spec.folder is None:
+            for role in ("perf", "quality"):
+                reason = reason or spec.module.unsupported(self.specs[role].model_type)
+        if reason:
+            return f"{variant} ({spec.engine}): {reason}"
+        return self.config.preset_skip_reason if spec.uses_preset else ""
 
     def model_folder(self, role: str) -> Path:
         key = ("model", role)
@@ -57,43 +71,52 @@ class VariantPool:
         return plant.noise if plant and plant.applies_to(variant) else 0.0
 
     def _build(self, variant: str, role: str) -> Path:
-        kind = variants.REGISTRY[variant]
+        spec = self.spec(variant)
+        if spec.folder is not None:
+            return spec.folder  # built by the team; loaded as it is
         noise = self._planted_noise(variant)
 
         def model() -> Path:
             return self._perturbed_model(role, noise) if noise else self.model_folder(role)
 
-        def export() -> Path:  # the planted export when this variant is planted
-            return self._export(role, model(), noise) if noise else self.artifact("onnx-export",
-                                                                                   role)
+        def source() -> Path:  # the planted model's export when this variant is planted
+            return self._export(role, model(), noise) if spec.module.SOURCE == "export" \
+                else model()
 
-        if kind.build is None:
+        if not spec.module.builds(spec.recipe):
             return model()
-        return self._cached(variant, role, kind, model if kind.source == "model" else export,
-                            noise)
+        return self._cached(spec, role, source, noise)
 
-    def _cached(self, variant, role, kind, source, noise: float) -> Path:
-        """The variant's artifact; ``source()`` (the folder it is built from) is asked for only
-        when the artifact must be built, so a warm run opens no intermediate artifact."""
-        spec = self.specs[role]
-        preset = self.config.preset if kind.uses_preset else None
-        parts = {"model": spec.fingerprint, "variant": variant, "preset": preset,
-                 "versions": library_versions(), "builder": BUILDER_VERSION}
+    def _key_parts(self, role: str, noise: float, **parts) -> dict:
+        parts = {"model": self.specs[role].fingerprint, **parts, "versions": library_versions(),
+                 "builder": BUILDER_VERSION}
         if noise:
             parts["planted_noise"] = noise
-        name = f"{variant}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}"
-        return self.cache.get_or_build(name, parts,
-                                       lambda out: kind.build(source(), out, preset or ""))
+        return parts
+
+    def _cached(self, spec: VariantSpec, role: str, source, noise: float) -> Path:
+        """The variant's artifact; ``source()`` (the folder it is built from) is asked for only
+        when the artifact must be built, so a warm run opens no intermediate artifact. The key
+        covers engine and recipe (and the preset where the recipe uses it), not the name."""
+        preset = self.config.preset if spec.uses_preset else None
+        parts = self._key_parts(role, noise, engine=spec.engine, recipe=spec.recipe,
+                                preset=preset)
+        return self.cache.get_or_build(
+            f"{spec.name}-{_safe(self.specs[role].name)}", parts,
+            lambda out: spec.module.build(source(), out, spec.recipe, preset or ""))
 
     def _export(self, role: str, model: Path, noise: float) -> Path:
-        return self._cached("onnx-export", role, variants.REGISTRY["onnx-export"], lambda: model,
-                            noise)
+        """optimum's fp32 export, the intermediate every ONNX Runtime recipe is built from."""
+        return self.cache.get_or_build(
+            f"onnx-export-{_safe(self.specs[role].name)}",
+            self._key_parts(role, noise, step="onnx-export"),
+            lambda out: onnxruntime.export(model, out))
 
     def _perturbed_model(self, role: str, noise: float) -> Path:
         spec, source = self.specs[role], self.model_folder(role)
         parts = {"model": spec.fingerprint, "planted_noise": noise, "builder": BUILDER_VERSION}
-        return self.cache.get_or_build(f"perturbed-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)}",
-                                       parts, lambda out: variants.perturb(source, out, noise))
+        return self.cache.get_or_build(f"perturbed-{_safe(spec.name)}", parts,
+                                       lambda out: variants.perturb(source, out, noise))
 
     def engine(self, variant: str, role: str) -> variants.Engine:
         key = (variant, role)
@@ -120,8 +143,7 @@ class VariantPool:
         slowdown = plant.slowdown if plant and plant.applies_to(variant) else 0.0
         with outline(f"loading {variant} ({self.specs[role].name}, "
                      f"{self.config.threads} threads)"):
-            return variants.load(variants.REGISTRY[variant], folder, self.config.threads,
-                                 slowdown)
+            return variants.load(self.spec(variant), folder, self.config.threads, slowdown)
 
     def tokenizer(self, role: str):
         if role not in self._tokenizers:

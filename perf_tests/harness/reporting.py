@@ -108,6 +108,10 @@ def finish_run(gate) -> Outcome:
         pngs.append(plots.memory_bars(data, latest / "memory.png"))
     if any("quality" in v for v in data["variants"].values()):
         pngs.append(plots.quality_bars(data, latest / "quality.png"))
+    if any("tokens" in v for v in data["variants"].values()):
+        pngs.append(plots.token_bars(data, latest / "tokens.png"))
+    if any("sweep" in v for v in data["variants"].values()):
+        pngs.append(plots.sweep_lines(data, latest / "sweep.png"))
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf_tests.harness import workloads
-from perf_tests.harness.config import ROOT, GateConfig
+from perf_tests.harness import tokens, workloads
+from perf_tests.harness.config import ROOT, GateConfig, Shape
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.progress import outline
 
@@ -75,6 +75,22 @@ class ResultStore:
         self._memory: dict[str, dict] = {}
         self._quality: dict[str, dict] = {}
         self.quality_set = None
+        self.tokens: dict[tuple[str, str], tokens.TokenTiming] = {}  # the gate's shapes
+        self.sweep: dict[tuple[str, str], tokens.TokenTiming] = {}  # the full profile's sweep
+
+    def token_timing(self, variant: str, shape: Shape, sweep: bool = False) -> tokens.TokenTiming:
+        """Per-token figures of one variant at one shape, measured on first request."""
+        found = self.sweep if sweep else self.tokens
+        if (variant, shape.id) not in found:
+            engine = self.pool.engine(variant, "perf")
+            inputs = workloads.latency_inputs(self.pool.tokenizer("perf"),
+                                              self.pool.specs["perf"].prefix, shape)
+            calls = 2 if sweep else 3
+            with outline(f"per-token timing of {variant} at {shape.id} ({calls} calls)"):
+                found[(variant, shape.id)] = tokens.measure(
+                    engine, inputs, workloads.latency_settings(self.config.new_tokens), shape,
+                    calls)
+        return found[(variant, shape.id)]
 
     @property
     def memory_shape(self) -> str:
@@ -88,7 +104,8 @@ class ResultStore:
 
     def _measure_memory(self, variant: str) -> dict:
         folder = self.pool.artifact(variant, "perf")
-        request = {"variant": variant, "folder": str(folder), "threads": self.config.threads,
+        request = {"declaration": self.pool.spec(variant).as_dict(), "folder": str(folder),
+                   "threads": self.config.threads,
                    "prefix": self.pool.specs["perf"].prefix, "shape": self.memory_shape,
                    "new_tokens": self.config.new_tokens,
                    "calls": self.config.profile.memory_calls}

@@ -17,10 +17,16 @@ EXTRA_LIBRARIES = ("sacrebleu", "pytest-benchmark", "numpy", "tokenizers", "sent
 
 def _variant_entry(gate, variant: str) -> dict:
     store, config = gate.store, gate.config
-    entry: dict = {"latency": {}}
+    entry: dict = {"declaration": gate.pool.spec(variant).as_dict(), "latency": {}}
     for (name, shape), result in store.latency.items():
         if name == variant:
             entry["latency"][shape] = result.as_dict()
+    timings = {shape: t.as_dict() for (name, shape), t in store.tokens.items() if name == variant}
+    if timings:
+        entry["tokens"] = timings
+    sweep = {shape: t.as_dict() for (name, shape), t in store.sweep.items() if name == variant}
+    if sweep:
+        entry["sweep"] = sweep
     memory = store.measured_memory().get(variant)
     if memory:
         entry["memory"] = {k: memory[k] for k in ("baseline_mb", "load_mb", "peak_mb",
@@ -79,11 +85,34 @@ def write(gate, data: dict | None = None) -> dict:
 
 
 def _cell(value, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+    """``value`` formatted, or "-" right-aligned in the same width when there is none."""
+    if isinstance(value, (int, float)):
+        return format(value, fmt)
+    width = fmt.split(".")[0]
+    return format("-", f">{width}") if width.isdigit() else "-"
 
 
 def _change(factor: float | None) -> str:
     return f"{(factor - 1) * 100:>+7.1f}%" if factor is not None else f"{'-':>8}"
+
+
+def token_lines(data: dict) -> list[str]:
+    """Per-token figures, one table per shape (variants without them are left out)."""
+    shapes = sorted({s for v in data["variants"].values() for s in v.get("tokens", {})})
+    lines = []
+    for shape in shapes:
+        lines += ["", f"per-token figures {shape} (greedy, {data['new_tokens']} new tokens; "
+                  "outside the judged rounds)",
+                  f"{'variant':<14} {'call ms':>9} {'encoder ms':>11} {'1st token ms':>13} "
+                  f"{'per token ms':>13} {'tokens/s':>9}"]
+        for name, entry in data["variants"].items():
+            figures = entry.get("tokens", {}).get(shape)
+            if figures:
+                lines.append(f"{name:<14} {figures['call_ms']:>9.1f} "
+                             f"{_cell(figures['encoder_ms'], '11.2f')} "
+                             f"{figures['first_token_ms']:>13.2f} "
+                             f"{figures['per_token_ms']:>13.3f} {figures['tokens_per_s']:>9.1f}")
+    return lines
 
 
 def table_lines(data: dict, changes: dict | None = None) -> list[str]:
@@ -111,6 +140,7 @@ def table_lines(data: dict, changes: dict | None = None) -> list[str]:
                 f"{_cell(quality.get('chrf'), '6.2f')} "
                 f"{_cell(quality.get('exact_match_rate'), '6.3f')} "
                 f"{_change(changes.get((name, shape)))}")
+    lines += token_lines(data)
     capped = {name: entry["quality"]["capped"] for name, entry in data["variants"].items()
               if entry.get("quality", {}).get("capped")}
     if capped:

@@ -10,6 +10,8 @@ from perf_tests.harness import models, variants, workloads
 from perf_tests.harness.cache import ArtifactCache
 from perf_tests.harness.config import Shape, build_config
 from perf_tests.harness.cpu import detect
+from perf_tests.harness.declared import VariantSpec
+from perf_tests.harness.engines import onnxruntime
 from perf_tests.harness.pool import VariantPool
 from perf_tests.unit.test_models import tiny_seq2seq_folder
 
@@ -37,11 +39,12 @@ def test_local_folder_is_a_model_under_test(tmp_path, model_type):
 def test_optimum_cli_export_loads_as_onnx_fp32(tmp_path):
     out = tmp_path / "cli-export"
     subprocess.run([sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx",
-                    "--model", str(models.TINY_DIR), "--task", variants.ONNX_EXPORT_TASK, str(out)],
+                    "--model", str(models.TINY_DIR), "--task", onnxruntime.EXPORT_TASK, str(out)],
                    check=True, capture_output=True)
-    engine = variants.load(variants.REGISTRY["onnx-fp32"], out, threads=1)
-    assert {p.name for p in engine.loaded_files} == {variants.ENCODER, variants.DECODER_MERGED}
-    reference = variants.load(variants.REGISTRY["pytorch-fp32"], models.TINY_DIR, threads=1)
+    engine = variants.load(VariantSpec("cli", "onnxruntime", folder=out), out, threads=1)
+    assert {p.name for p in engine.loaded_files} == {onnxruntime.ENCODER,
+                                                      onnxruntime.DECODER_MERGED}
+    reference = variants.load(VariantSpec("pytorch-fp32", "pytorch"), models.TINY_DIR, threads=1)
     spec = models.resolve("t5-tiny-enfr")
     from transformers import AutoTokenizer
 

@@ -38,7 +38,8 @@ def test_detect_reads_this_machine():
 
 def test_defaults(tmp_path):
     config = build_config(options(tmp_path), AVX2)
-    assert config.variants == ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8")
+    assert config.variants == ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8", "ct2-int8",
+                               "torch-int8")
     assert config.preset == "avx2" and config.preset_skip_reason == ""
     assert [s.id for s in config.shapes] == ["b1-s16", "b8-s64"]
     assert config.perf_model == "t5-small-random" and config.quality_model == "t5-tiny-enfr"
@@ -212,8 +213,11 @@ def test_cache_folder_that_is_a_file(tmp_path):
 
 def test_shape_and_plant_parsing():
     assert Shape.parse("b8-s64") == Shape(8, 64) and Shape(8, 64).id == "b8-s64"
-    assert Plant.parse("onnx-int8:slowdown=0.25") == Plant("onnx-int8", slowdown=0.25)
-    assert Plant.parse("onnx-int8:noise=0.1") == Plant("onnx-int8", noise=0.1)
+    declared = ("pytorch-fp32", "onnx-int8")
+    assert Plant.parse("onnx-int8:slowdown=0.25", declared) == Plant("onnx-int8", slowdown=0.25)
+    assert Plant.parse("onnx-int8:noise=0.1", declared) == Plant("onnx-int8", noise=0.1)
+    with pytest.raises(ConfigError, match="expected <variant>:slowdown"):
+        Plant.parse("onnx-o3:slowdown=0.25", declared)
     machine = Plant.parse("all:slowdown=0.3")
     assert machine.applies_to("pytorch-fp32") and machine.applies_to("onnx-int8")
     assert not Plant("onnx-int8", slowdown=0.3).applies_to("onnx-o3")

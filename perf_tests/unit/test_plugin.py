@@ -85,6 +85,26 @@ def test_incomplete_limits_file(run, tmp_path):
     assert_one_line_usage_error(run(f"--perf-limits={bad}"), run, "defines no limit")
 
 
+@pytest.mark.parametrize("declaration, expected", [
+    ('[x]\nengine = "tensorrt"\n', "variants.toml: [x].engine: unknown engine 'tensorrt'"),
+    ('[x]\nengine = "ctranslate2"\nrecipe = { quantization = "int4" }\n',
+     "[x].recipe.quantization: 'int4' is not one of int8"),
+    ('[x]\nengine = "onnxruntime"\nfolder = "no-such-folder"\n', "does not exist"),
+    ('[x]\nengine = "onnxruntime"\nfolder = "."\n', "holds no encoder_model*.onnx"),
+])
+def test_bad_variants_file(run, tmp_path, declaration, expected):
+    path = tmp_path / "variants.toml"
+    path.write_text('[pytorch-fp32]\nengine = "pytorch"\n' + declaration)
+    assert_one_line_usage_error(run(f"--perf-variants-file={path}"), run, expected)
+
+
+def test_limits_naming_an_undeclared_variant(run, tmp_path):
+    path = tmp_path / "variants.toml"
+    path.write_text('[pytorch-fp32]\nengine = "pytorch"\n')  # the shipped limits name others
+    assert_one_line_usage_error(run(f"--perf-variants-file={path}"), run,
+                                "is not <variant>-vs-<variant> with variants declared")
+
+
 def test_folder_that_is_not_seq2seq(run, tmp_path):
     folder = tmp_path / "bert"
     folder.mkdir()

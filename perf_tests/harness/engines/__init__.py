@@ -1,0 +1,113 @@
+"""Inference engines, one module each; a variant is an engine, a recipe and load options.
+
+The variants themselves are data (``perf_tests/variants.toml``, read by ``declared``); the code
+of an engine lives in one module of this package, found by its ``NAME``, so a fourth engine is one
+new file. Every engine module defines:
+
+``NAME``
+    its name in the declarations (``engine = "ctranslate2"``).
+``SOURCE``
+    what its builder starts from: ``"model"`` (the Hugging Face folder) or ``"export"``
+    (optimum's fp32 ONNX export, an intermediate artifact shared by every ONNX recipe).
+``RECIPE``, ``LOAD``
+    option name -> ``Option``: what a declaration may set for building and for loading.
+``unavailable()``
+    why the engine cannot run here ("" when it can): its library does not import, for example.
+``unsupported(model_type)``
+    why it cannot take a model of this type ("" when it can).
+``holds_model(folder)``
+    "" when a folder a team built itself holds a model the engine loads, else why not.
+``import_libraries()``
+    imports what ``load`` needs; the memory probe calls it before reading its baseline RSS.
+``uses_preset(recipe)``
+    whether the CPU's quantization preset is part of the recipe (and so of the artifact key).
+``builds(recipe)``
+    whether the recipe builds anything (False: the variant loads its source folder as it is).
+``build(source, out, recipe, preset)``
+    writes the artifact into ``out`` and returns details for artifact.json.
+``load(folder, threads, options)``
+    returns a ``Loaded``: a ``Generator``, the files it opened and facts about it.
+``verify(loaded, recipe)``
+    "" when what was loaded is what the recipe built, else what is wrong, in words.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Option:
+    """One recipe or load option: its type, the values it may take, and what it does."""
+
+    kind: type
+    help: str
+    choices: tuple = ()
+
+    def problem(self, value) -> str:
+        """"" when ``value`` fits, else what is wrong with it, in words."""
+        if self.kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"{value!r} is not a list of names"
+            return ""
+        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
+            return f"{value!r} is not a {self.kind.__name__}"
+        if self.choices and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(map(str, self.choices))}"
+        return ""
+
+
+class StepClock:
+    """Timestamps of a generation: its start, then the end of each decoding step.
+
+    Engines call ``tick`` once per step (a logits processor in Hugging Face generation, the step
+    callback in CTranslate2); a step's time is the gap between two ticks, and the first tick
+    closes the encoder and the first decoder step (the time to the first new token).
+    """
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.ticks: list[float] = []
+        self._last_step = -1
+
+    def tick(self, step: int | None = None) -> None:
+        if step is not None:  # CTranslate2 reports each step once per batch row
+            if step == self._last_step:
+                return
+            self._last_step = step
+        self.ticks.append(time.perf_counter())
+
+
+class Generator(Protocol):
+    def generate(self, inputs: dict, settings: dict, clock: StepClock | None = None):
+        """Token ids of the batch, Hugging Face style: a tensor whose rows start with the
+        decoder start token, padded with the pad id. ``settings`` are Hugging Face's."""
+
+    def encode(self, inputs: dict) -> bool:
+        """Run the encoder alone; False when the engine has no way to."""
+
+
+@dataclass
+class Loaded:
+    generator: Generator
+    files: tuple[Path, ...]  # every file the engine opened, so the size on disk counts them
+    info: dict = field(default_factory=dict)
+
+
+def _discover() -> dict[str, ModuleType]:
+    found = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):
+            continue
+        engine = importlib.import_module(f"{__name__}.{module.name}")
+        found[engine.NAME] = engine
+    return found
+
+
+ENGINES: dict[str, ModuleType] = _discover()

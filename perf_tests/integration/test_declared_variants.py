@@ -1,0 +1,79 @@
+"""Variants declared without code: a folder written by optimum-cli runs through the gate and is
+judged, and a team's recipe builds. Each run is ``python -m pytest -m gate`` in a subprocess, as a
+user would run it, on the embedded tiny model with one short shape."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perf_tests.harness import models
+from perf_tests.harness.config import ROOT
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]
+LIMITS = """
+[default.latency.cli-int8-vs-pytorch-fp32]
+max = 2.0   # the tiny model: ONNX Runtime's per-call overhead is a large share of a call
+[default.disk.cli-int8-vs-pytorch-fp32]
+max = 0.6
+[default.bleu.cli-int8-vs-pytorch-fp32]
+min = 0.9
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_int8(tmp_path_factory) -> Path:
+    """What the article's recipe writes: optimum-cli export onnx, then quantize --avx2."""
+    work = tmp_path_factory.mktemp("optimum-cli")
+    subprocess.run([*CLI, "export", "onnx", "--model", str(models.TINY_DIR), "--task",
+                    "text2text-generation-with-past", str(work / "export")],
+                   check=True, capture_output=True)
+    subprocess.run([*CLI, "onnxruntime", "quantize", "--onnx_model", str(work / "export"),
+                    "--avx2", "-o", str(work / "int8")], check=True, capture_output=True)
+    return work / "int8"
+
+
+def run_gate(tmp_path: Path, declarations: str, limits: str, variants: str):
+    (tmp_path / "variants.toml").write_text(declarations)
+    (tmp_path / "limits.toml").write_text(limits)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gate", "-p", "no:cacheprovider", "-q",
+         "--perf-model=t5-tiny-enfr", f"--perf-variants={variants}",
+         f"--perf-variants-file={tmp_path / 'variants.toml'}",
+         f"--perf-limits={tmp_path / 'limits.toml'}", "--perf-shapes=b1-s16",
+         "--perf-rounds=3", "--perf-threads=1", f"--perf-cache-dir={tmp_path / 'cache'}",
+         f"--perf-results-dir={tmp_path / 'results'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    summary = tmp_path / "results" / "latest" / "summary.json"
+    return done, json.loads(summary.read_text()) if summary.is_file() else None
+
+
+def test_folder_written_by_optimum_cli_is_judged(tmp_path, cli_int8):
+    declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n'
+                    f'[cli-int8]\nengine = "onnxruntime"\nfolder = "{cli_int8}"\n')
+    done, summary = run_gate(tmp_path, declarations, LIMITS, "cli-int8")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    judged = [v["message"] for v in summary["verdicts"] if v["message"].startswith("cli-int8 ")]
+    assert {m.split("]")[1].split()[0] for m in judged} >= {"median", "size", "BLEU"}, judged
+    loaded = summary["variants"]["cli-int8"]
+    assert loaded["declaration"]["folder"] == str(cli_int8)
+    assert loaded["disk_mb"] < summary["variants"]["pytorch-fp32"]["disk_mb"]
+    assert not list((tmp_path / "cache").glob("cli-int8-*")), "a declared folder was built"
+
+
+def test_a_teams_own_recipe_builds_and_runs(tmp_path):
+    declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n[int8-per-channel]\n'
+                    'engine = "onnxruntime"\nrecipe = { quantize = "avx2", per_channel = true }\n')
+    limits = "[default.bleu.int8-per-channel-vs-pytorch-fp32]\nmin = 0.9\n"
+    done, summary = run_gate(tmp_path, declarations, limits, "int8-per-channel")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    built = [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("int8-per-")]
+    assert len(built) == 1, built
+    record = json.loads((tmp_path / "cache" / built[0] / "artifact.json").read_text())
+    assert record["parts"]["recipe"] == {"quantize": "avx2", "per_channel": True}
+    assert any(v["passed"] and v["message"].startswith("int8-per-channel vs pytorch-fp32")
+               for v in summary["verdicts"])
