@@ -39,6 +39,13 @@ class Engine:
     def encode(self, inputs: dict) -> bool:
         return self.generator.encode(inputs)
 
+    def close(self) -> None:
+        """Let go of the engine's model (and, for engines that have one, its native runtime)."""
+        close = getattr(self.generator, "close", None)
+        if close is not None:
+            close()
+        self.generator = None
+
     @property
     def disk_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.loaded_files)

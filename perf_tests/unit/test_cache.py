@@ -253,3 +253,24 @@ def _flip_byte(path, offset):
         byte = handle.read(1)
         handle.seek(offset)
         handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+class ClosingEngine:
+    def __init__(self, variant, closed):
+        self.variant, self.closed = variant, closed
+
+    def close(self):
+        self.closed.append(self.variant)
+
+
+def test_each_candidate_runs_beside_the_baseline_only(tmp_path, monkeypatch):
+    from perf_tests.harness import variants
+
+    pool, _, _, _ = pool_with_flaky_load(tmp_path, monkeypatch, failures=0)
+    closed = []
+    monkeypatch.setattr(variants, "load",
+                        lambda spec, folder, threads, slowdown: ClosingEngine(spec.name, closed))
+    for variant in ("pytorch-fp32", "ct2-int8", "ct2-int8", "torch-int8", "onnx-int8"):
+        pool.engine(variant, "perf")
+    assert closed == ["ct2-int8", "torch-int8"]  # released before the next candidate loads
+    assert sorted(v for v, _ in pool._engines) == ["onnx-int8", "pytorch-fp32"]

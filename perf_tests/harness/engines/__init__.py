@@ -92,6 +92,8 @@ class Generator(Protocol):
     def encode(self, inputs: dict) -> bool:
         """Run the encoder alone; False when the engine has no way to."""
 
+    # optional: close() lets go of native resources when the pool releases the engine
+
 
 @dataclass
 class Loaded:

@@ -120,6 +120,10 @@ class Ct2Generator:
     def encode(self, inputs: dict) -> bool:
         return False  # the Python API has no encoder-only call for a translator
 
+    def close(self) -> None:
+        self.translator.unload_model()
+        self.translator = None
+
 
 def load(folder: Path, threads: int, options: dict) -> Loaded:
     import ctranslate2
