@@ -10,8 +10,9 @@ pytestmark = pytest.mark.gate
 def test_token_timing(gate, variant, shape):
     gate.skip_unrunnable(variant)
     timing = gate.store.token_timing(variant, shape)
-    assert timing.first_token_ms > 0 and timing.per_token_ms > 0, timing
-    assert timing.first_token_ms < timing.call_ms, timing
+    assert timing.tokens_per_s > 0, timing
+    if timing.first_token_ms is not None:  # None where the engine reports no decoding step
+        assert 0 < timing.first_token_ms < timing.call_ms and timing.per_token_ms > 0, timing
 
 
 def test_sweep(gate, variant):

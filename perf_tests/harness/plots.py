@@ -99,8 +99,9 @@ def token_bars(summary: dict, path: Path) -> Path:
                    if shape in e.get("tokens", {})}
         names = list(entries)
         encoder = [e["encoder_ms"] or 0 for e in entries.values()]
-        first = [e["first_token_ms"] - enc for e, enc in zip(entries.values(), encoder)]
-        later = [e["call_ms"] - e["first_token_ms"] for e in entries.values()]
+        # an engine that reports no step (one native call) shows its whole call as later tokens
+        first = [(e["first_token_ms"] or enc) - enc for e, enc in zip(entries.values(), encoder)]
+        later = [e["call_ms"] - (e["first_token_ms"] or 0) for e in entries.values()]
         bottom = [0.0] * len(names)
         for (label, colour), values in zip(parts, (encoder, first, later)):
             axis.bar(names, values, bottom=bottom, label=label, color=colour)
@@ -110,7 +111,7 @@ def token_bars(summary: dict, path: Path) -> Path:
                           ha="center", va="bottom", fontsize=8)
         axis.set_ylim(0, max(bottom + [1]) * 1.15)
         axis.set_title(f"one generate() call, {shape} ({summary['new_tokens']} new tokens)")
-        axis.set_ylabel("ms (encoder unknown where 0: CTranslate2)")
+        axis.set_ylabel("ms (a part missing: the engine does not report it)")
         axis.tick_params(axis="x", labelrotation=20)
         axis.legend(fontsize=7)
     return _save(figure, path)

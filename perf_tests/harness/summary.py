@@ -110,8 +110,9 @@ def token_lines(data: dict) -> list[str]:
             if figures:
                 lines.append(f"{name:<14} {figures['call_ms']:>9.1f} "
                              f"{_cell(figures['encoder_ms'], '11.2f')} "
-                             f"{figures['first_token_ms']:>13.2f} "
-                             f"{figures['per_token_ms']:>13.3f} {figures['tokens_per_s']:>9.1f}")
+                             f"{_cell(figures['first_token_ms'], '13.2f')} "
+                             f"{_cell(figures['per_token_ms'], '13.3f')} "
+                             f"{figures['tokens_per_s']:>9.1f}")
     return lines
 
 

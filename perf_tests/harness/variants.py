@@ -39,6 +39,12 @@ class Engine:
     def encode(self, inputs: dict) -> bool:
         return self.generator.encode(inputs)
 
+    @property
+    def steps_reported(self) -> bool:
+        """Whether ``generate`` ticks a step clock (not where the loop is one native call)."""
+        reported = getattr(self.generator, "steps_reported", None)
+        return reported() if reported else True
+
     def close(self) -> None:
         """Let go of the engine's model (and, for engines that have one, its native runtime)."""
         close = getattr(self.generator, "close", None)

@@ -39,7 +39,7 @@ def test_detect_reads_this_machine():
 def test_defaults(tmp_path):
     config = build_config(options(tmp_path), AVX2)
     assert config.variants == ("pytorch-fp32", "onnx-fp32", "onnx-o3", "onnx-int8", "ct2-int8",
-                               "torch-int8")
+                               "torch-int8", "onnx-int8-tuned")
     assert config.preset == "avx2" and config.preset_skip_reason == ""
     assert [s.id for s in config.shapes] == ["b1-s16", "b8-s64"]
     assert config.perf_model == "t5-small-random" and config.quality_model == "t5-tiny-enfr"

@@ -17,17 +17,18 @@ def read(tmp_path: Path, text: str, with_baseline: bool = True):
     return declared.read(path, BASELINE)
 
 
-def test_shipped_file_declares_the_six_variants_with_their_engines():
+def test_shipped_file_declares_the_variants_with_their_engines():
     specs = declared.read(VARIANTS_FILE, BASELINE)
     assert {name: spec.engine for name, spec in specs.items()} == {
         "pytorch-fp32": "pytorch", "onnx-fp32": "onnxruntime", "onnx-o3": "onnxruntime",
-        "onnx-int8": "onnxruntime", "ct2-int8": "ctranslate2", "torch-int8": "pytorch"}
+        "onnx-int8": "onnxruntime", "ct2-int8": "ctranslate2", "torch-int8": "pytorch",
+        "onnx-int8-tuned": "onnxruntime-beamsearch"}
     assert specs["onnx-int8"].uses_preset and not specs["onnx-o3"].uses_preset
     assert specs["onnx-o3"].recipe == {"optimize": "O3"}
 
 
 def test_engines_are_found_by_module():
-    assert set(ENGINES) == {"pytorch", "onnxruntime", "ctranslate2"}
+    assert set(ENGINES) == {"pytorch", "onnxruntime", "ctranslate2", "onnxruntime-beamsearch"}
     for engine in ENGINES.values():
         for name in ("RECIPE", "LOAD", "SOURCE", "unavailable", "unsupported", "holds_model",
                      "import_libraries", "uses_preset", "builds", "build", "load", "verify"):
@@ -52,7 +53,7 @@ def test_a_teams_recipe_and_folder(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('[x]\nengine = "tensorrt"\n', r"\[x\].engine: unknown engine 'tensorrt': choose from "
-                                    "ctranslate2, onnxruntime, pytorch"),
+                                    "ctranslate2, onnxruntime, onnxruntime-beamsearch, pytorch"),
     ("[x]\nrecipe = {}\n", r"\[x\].engine: unknown engine None"),
     ('[x]\nengine = "onnxruntime"\nrecipe = { optimise = "O3" }\n',
      r"\[x\].recipe.optimise: the engine has no such recipe option \(it has: optimize, "),

@@ -1,0 +1,283 @@
+"""The whole decode inside ONNX Runtime: one graph around ORT's BeamSearch contrib operator.
+
+optimum's ONNX path runs one ONNX Runtime call per new token from Hugging Face ``generate()``
+in Python; here the loop over tokens is the BeamSearch operator's own (C++), with the encoder
+and decoder as its subgraphs. ``num_beams`` is an input of the graph, so one artifact serves
+the latency workload (one beam: exact greedy) and the quality one (the model's beams).
+
+Built with ONNX Runtime's own T5 tools, unoptimized (the T5 fusion adds RelativePositionBias,
+which has no CPU kernel): ``models.t5.convert_to_onnx`` exports the encoder (with the decoder's
+first step) and the decoder, ``quantization.quantize_dynamic`` makes each int8, and
+``convert_generation`` combines them (the shared input embedding moves to the main graph, stored
+once for encoder and decoder). T5 and mT5 only: those tools build nothing else.
+
+Recipe options: ``quantize`` ("u8-symmetric": uint8 weights with a zero point of 128, the same
+weights as optimum's avx2 preset; "s8": int8 weights; none: fp32), ``per_channel`` and
+``share_embedding`` (see ``share_embedding``).
+Research behind it: ../shared/research/beamsearch-trial.md (the trial that first ran it here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from perf_tests.harness.engines import Loaded, Option
+from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
+
+NAME = "onnxruntime-beamsearch"
+SOURCE = "model"
+GRAPH = "model_beamsearch.onnx"
+MODEL_TYPES = ("t5", "mt5")
+RECIPE = {
+    "quantize": Option(str, "int8 weights of both subgraphs", ("u8-symmetric", "s8")),
+    "per_channel": Option(bool, "int8 scales per output channel instead of per tensor"),
+    "share_embedding": Option(bool, "read the input embedding from the LM head's int8 table "
+                                    "(default true; needs symmetric per-tensor weights)"),
+}
+LOAD: dict[str, Option] = {}
+
+
+def unavailable() -> str:
+    try:
+        from onnxruntime.transformers import convert_generation  # noqa: F401
+    except ImportError as error:
+        return f"ONNX Runtime's transformers tools do not import here ({error})"
+    return ""
+
+
+def unsupported(model_type: str) -> str:
+    if model_type not in MODEL_TYPES:
+        return (f"ONNX Runtime's BeamSearch tools build T5 and mT5 graphs only, not "
+                f"{model_type}")
+    return ""
+
+
+def holds_model(folder: Path) -> str:
+    folder = Path(folder)
+    if not (folder / GRAPH).is_file():
+        return f"{folder} holds no {GRAPH} (a BeamSearch graph built by convert_generation)"
+    if not has_tokenizer(folder):
+        return f"{folder} holds no tokenizer files"
+    return ""
+
+
+def import_libraries() -> None:
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import AutoTokenizer  # noqa: F401
+
+
+def builds(recipe: dict) -> bool:
+    return True
+
+
+def uses_preset(recipe: dict) -> bool:
+    return False
+
+
+# ---------------------------------------------------------------- building
+
+@contextlib.contextmanager
+def cache_objects_for_t5_export():
+    """The one run-time patch this engine needs, undone on exit.
+
+    ORT 1.32's ``PastKeyValuesHelper.group_by_layer`` builds transformers' ``EncoderDecoderCache``
+    only for transformers >= 5.0 and gives 4.57 legacy tuples, which 4.57's T5 no longer takes
+    ("'tuple' object has no attribute 'get_seq_length'" while exporting the decoder). The patch
+    wraps the tuples in the cache object. ``perf_tests/unit/test_engines.py`` fails the day
+    upstream returns a cache object itself, so the patch can go.
+    """
+    from onnxruntime.transformers.models.t5 import t5_decoder
+    from transformers.cache_utils import EncoderDecoderCache
+
+    helper = t5_decoder.PastKeyValuesHelper  # the tools import it as a top-level module
+    original = helper.__dict__["group_by_layer"]
+
+    def group_by_layer(past, num_layers):
+        layers = original.__func__(past, num_layers)
+        if isinstance(layers, EncoderDecoderCache):
+            return layers
+        return EncoderDecoderCache.from_legacy_cache(layers)
+
+    helper.group_by_layer = staticmethod(group_by_layer)
+    try:
+        yield
+    finally:
+        helper.group_by_layer = original
+
+
+def _quantize(source: Path, target: Path, recipe: dict) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if recipe["quantize"] == "u8-symmetric":
+        weights, extra = QuantType.QUInt8, {"WeightSymmetric": True}
+    else:
+        weights, extra = QuantType.QInt8, {}
+    quantize_dynamic(str(source), str(target), per_channel=recipe.get("per_channel", False),
+                     weight_type=weights, extra_options=extra)
+
+
+SHARED_TABLE = "shared_lm_head_T_quantized"  # one name in both subgraphs: stored once
+
+
+def _initializers(model) -> dict:
+    return {tensor.name: tensor for tensor in model.graph.initializer}
+
+
+def share_embedding(path: Path) -> bool:
+    """Read the input embedding from the LM head's int8 table, in place; False if unchanged.
+
+    T5 ties the input embedding and the LM head, but the export stores the table twice per
+    subgraph: a [vocab, d_model] Gather table and the LM head's transposed [d_model, vocab]
+    MatMulInteger weight. With symmetric per-tensor weights both are quantized with the same
+    scale and zero point, so ``Gather(lm_head, ids, axis=1)`` transposed to [batch, seq, d_model]
+    yields the very same int8 values (checked below: equal scale and zero point, or nothing is
+    changed). The LM head table is then given one name in both subgraphs, and
+    ``convert_generation`` moves it to the main graph, stored once for both.
+    """
+    import numpy
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    tensors = _initializers(model)
+    nodes = list(model.graph.node)
+    heads = [n for n in nodes if n.op_type == "MatMulInteger" and n.input[1] in tensors
+             and len(tensors[n.input[1]].dims) == 2]
+    gathers = [n for n in nodes if n.op_type == "Gather" and n.input[0] in tensors
+               and any(list(tensors[n.input[0]].dims) == list(reversed(tensors[h.input[1]].dims))
+                       for h in heads)]
+    heads = [h for h in heads if gathers and list(reversed(tensors[h.input[1]].dims))
+             == list(tensors[gathers[0].input[0]].dims)]
+    if not gathers or len(heads) != 1 or len({g.input[0] for g in gathers}) != 1:
+        return False
+    table, head = gathers[0].input[0], heads[0].input[1]
+    base_table, base_head = table.removesuffix("_quantized"), head.removesuffix("_quantized")
+
+    def value(name):
+        return numpy_helper.to_array(tensors[name])
+
+    if not (numpy.array_equal(value(f"{base_table}_scale"), value(f"{base_head}_scale"))
+            and numpy.array_equal(value(f"{base_table}_zero_point"),
+                                  value(f"{base_head}_zero_point"))):
+        return False
+    for gather in gathers:
+        position = list(model.graph.node).index(gather)
+        picked = gather.output[0] + "_columns"
+        model.graph.node.remove(gather)
+        model.graph.node.insert(position, helper.make_node(
+            "Transpose", [picked], [gather.output[0]], perm=[1, 2, 0]))
+        model.graph.node.insert(position, helper.make_node(
+            "Gather", [SHARED_TABLE, gather.input[1]], [picked], axis=1))
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            node.input[index] = {head: SHARED_TABLE, f"{base_table}_scale": f"{base_head}_scale",
+                                 f"{base_table}_zero_point": f"{base_head}_zero_point"
+                                 }.get(name, name)
+    for name in (table, f"{base_table}_scale", f"{base_table}_zero_point"):
+        model.graph.initializer.remove(tensors[name])
+    tensors[head].name = SHARED_TABLE
+    onnx.save(model, str(path))
+    return True
+
+
+def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
+    from onnxruntime.transformers import convert_generation
+    from onnxruntime.transformers.models.t5 import convert_to_onnx
+
+    from perf_tests.harness.progress import outline
+
+    work = out / ".work"
+    with outline(f"exporting {Path(source).name}'s encoder and decoder with ORT's T5 tools"):
+        with cache_objects_for_t5_export():
+            exported = convert_to_onnx.export_onnx_models(
+                str(source), str(work / "hf"), str(work / "raw"), use_int32_inputs=True,
+                optimize_onnx=False, overwrite=True, model_type="t5",
+                encoder_decoder_init=True)
+    parts = {("encoder" if "encoder" in Path(p).name else "decoder"): Path(p) for p in exported}
+    shared = False
+    if recipe.get("quantize"):
+        with outline(f"quantizing both subgraphs ({recipe['quantize']})"):
+            for role, path in list(parts.items()):
+                parts[role] = work / f"{role}_int8.onnx"
+                _quantize(path, parts[role], recipe)
+        if recipe.get("share_embedding", True):
+            with outline("reading the input embedding from the LM head's int8 table"):
+                shared = all([share_embedding(path) for path in parts.values()])
+    with outline("combining them into one BeamSearch graph"):
+        convert_generation.main([
+            "-m", str(source), "--model_type", "t5", "--cache_dir", str(work / "hf"),
+            "--encoder_decoder_init_onnx", str(parts["encoder"]),
+            "--decoder_onnx", str(parts["decoder"]), "--num_beams", "1", "--early_stopping",
+            "--disable_parity", "--disable_perf_test", "--output", str(out / GRAPH)])
+    shutil.rmtree(work)
+    copy_side_files(source, out)
+    return {"graph": GRAPH, "levers": _levers(out / GRAPH, recipe, shared)}
+
+
+def _levers(graph: Path, recipe: dict, shared: bool) -> list[str]:
+    """What the built graph actually uses, read back where it can be (artifact.json, report)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    moved = [t.name for t in model.graph.initializer]  # tables both subgraphs share
+    levers = ["decoding loop inside ONNX Runtime (BeamSearch op, one call per generate)"]
+    if recipe.get("quantize"):
+        levers.append(f"int8 weights ({recipe['quantize']}, "
+                      f"{'per channel' if recipe.get('per_channel') else 'per tensor'})")
+    if moved:
+        levers.append(f"{len(moved)} tables stored once for encoder and decoder"
+                      + (" (the LM head's among them)" if f"s_e_{SHARED_TABLE}" in moved else ""))
+    if shared:
+        levers.append("input embedding read from the LM head's int8 table")
+    return levers
+
+
+# ---------------------------------------------------------------- loading
+
+class BeamSearchGenerator:
+    def __init__(self, session, tokenizer):
+        self.session, self.tokenizer = session, tokenizer
+
+    def generate(self, inputs: dict, settings: dict, clock=None):
+        import numpy
+        import torch
+
+        new_tokens = settings["max_new_tokens"]
+        feeds = {
+            "input_ids": inputs["input_ids"].numpy().astype(numpy.int32),
+            # lengths count the decoder start token the sequences begin with
+            "max_length": numpy.array([new_tokens + 1], dtype=numpy.int32),
+            "min_length": numpy.array([settings.get("min_new_tokens", 0) + 1], dtype=numpy.int32),
+            "num_beams": numpy.array([settings.get("num_beams", 1)], dtype=numpy.int32),
+            "num_return_sequences": numpy.array([1], dtype=numpy.int32),
+            "length_penalty": numpy.array([1.0], dtype=numpy.float32),
+            "repetition_penalty": numpy.array([1.0], dtype=numpy.float32),
+        }
+        (sequences,) = self.session.run(["sequences"], feeds)
+        return torch.from_numpy(sequences[:, 0, :].astype(numpy.int64))
+
+    def encode(self, inputs: dict) -> bool:
+        return False  # the encoder is a subgraph of the one BeamSearch node
+
+    def steps_reported(self) -> bool:
+        return False  # the loop runs inside one ONNX Runtime call: no per-step clock
+
+
+def load(folder: Path, threads: int, options: dict) -> Loaded:
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    from perf_tests.harness.engines.onnxruntime import session_options
+
+    folder = Path(folder)
+    session = onnxruntime.InferenceSession(str(folder / GRAPH), session_options(threads),
+                                           providers=["CPUExecutionProvider"])
+    generator = BeamSearchGenerator(session, AutoTokenizer.from_pretrained(folder))
+    return Loaded(generator, (folder / GRAPH,))
+
+
+def verify(loaded: Loaded, recipe: dict) -> str:
+    return ""

@@ -1,0 +1,99 @@
+"""Engine details that upstream changes could break: each fails loudly the day they do."""
+
+import numpy
+import pytest
+import torch
+
+from perf_tests.harness.engines import onnxruntime_beamsearch as beamsearch
+
+
+def legacy_past(layers: int = 2):
+    """Past key/values as ORT's T5 tools pass them: self K, V per layer, then cross K, V."""
+    return [torch.zeros(1, 2, 3, 4) for _ in range(4 * layers)]
+
+
+def test_ort_t5_export_still_needs_the_cache_patch():
+    """ORT 1.32 gives transformers 4.57's T5 legacy tuples (it wraps them from 5.0 on). When this
+    fails, upstream builds the cache object itself: remove
+    ``onnxruntime_beamsearch.cache_objects_for_t5_export`` and this test."""
+    from onnxruntime.transformers.models.t5 import t5_decoder
+
+    grouped = t5_decoder.PastKeyValuesHelper.group_by_layer(legacy_past(), 2)
+    assert isinstance(grouped, tuple), "upstream now returns a cache object: drop the patch"
+
+
+def test_the_patch_gives_a_cache_and_is_undone():
+    from onnxruntime.transformers.models.t5 import t5_decoder
+    from transformers.cache_utils import EncoderDecoderCache
+
+    helper = t5_decoder.PastKeyValuesHelper
+    original = helper.__dict__["group_by_layer"]
+    with beamsearch.cache_objects_for_t5_export():
+        assert isinstance(helper.group_by_layer(legacy_past(), 2), EncoderDecoderCache)
+    assert helper.__dict__["group_by_layer"] is original
+
+
+def quantized_tied_model(path, vocab=40, width=8):
+    """A graph shaped like a quantized T5 subgraph: a uint8 embedding table read by Gather and
+    dequantized, and the LM head's transposed uint8 table in a MatMulInteger."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy.random.default_rng(0).integers(0, 256, (vocab, width), dtype=numpy.uint8)
+    scale, zero = numpy.array(0.04, numpy.float32), numpy.array(128, numpy.uint8)
+    tensors = [numpy_helper.from_array(table, "emb_quantized"),
+               numpy_helper.from_array(scale, "emb_scale"),
+               numpy_helper.from_array(zero, "emb_zero_point"),
+               numpy_helper.from_array(table.T.copy(), "head_quantized"),
+               numpy_helper.from_array(scale, "head_scale"),
+               numpy_helper.from_array(zero, "head_zero_point"),
+               numpy_helper.from_array(numpy.full((1, 1, width), 130, numpy.uint8), "act")]
+    nodes = [helper.make_node("Gather", ["emb_quantized", "ids"], ["picked"]),
+             helper.make_node("DequantizeLinear", ["picked", "emb_scale", "emb_zero_point"],
+                              ["embedded"]),
+             helper.make_node("MatMulInteger", ["act", "head_quantized", "", "head_zero_point"],
+                              ["logits"])]
+    graph = helper.make_graph(
+        nodes, "tied", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3])],
+        [helper.make_tensor_value_info("embedded", TensorProto.FLOAT, [1, 3, width]),
+         helper.make_tensor_value_info("logits", TensorProto.INT32, [1, 1, vocab])], tensors)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def run(path):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"ids": numpy.array([[3, 0, 39]], numpy.int64)})
+
+
+def test_embedding_read_from_the_lm_head_table_is_lossless(tmp_path):
+    import onnx
+
+    path = tmp_path / "tied.onnx"
+    quantized_tied_model(path)
+    before = run(path)
+    assert beamsearch.share_embedding(path)
+    after = run(path)
+    assert all(numpy.array_equal(a, b) for a, b in zip(before, after))
+    names = {t.name for t in onnx.load(str(path)).graph.initializer}
+    assert "emb_quantized" not in names and beamsearch.SHARED_TABLE in names
+
+
+def test_embedding_left_alone_when_the_scales_differ(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    path = tmp_path / "tied.onnx"
+    quantized_tied_model(path)
+    model = onnx.load(str(path))
+    scale = next(t for t in model.graph.initializer if t.name == "head_scale")
+    scale.CopyFrom(numpy_helper.from_array(numpy.array(0.05, numpy.float32), "head_scale"))
+    onnx.save(model, str(path))
+    assert not beamsearch.share_embedding(path)
+
+
+@pytest.mark.parametrize("model_type, supported", [("t5", True), ("mt5", True),
+                                                    ("bart", False), ("marian", False)])
+def test_beamsearch_engine_takes_t5_only(model_type, supported):
+    assert (beamsearch.unsupported(model_type) == "") is supported
