@@ -101,7 +101,8 @@ class VariantPool:
         covers engine and recipe (and the preset where the recipe uses it), not the name."""
         preset = self.config.preset if spec.uses_preset else None
         parts = self._key_parts(role, noise, engine=spec.engine, recipe=spec.recipe,
-                                preset=preset)
+                                preset=preset,
+                                engine_version=getattr(spec.module, "BUILD_VERSION", 1))
         return self.cache.get_or_build(
             f"{spec.name}-{_safe(self.specs[role].name)}", parts,
             lambda out: spec.module.build(source(), out, spec.recipe, preset or ""))

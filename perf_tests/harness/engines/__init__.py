@@ -27,6 +27,9 @@ new file. Every engine module defines:
     writes the artifact into ``out`` and returns details for artifact.json.
 ``load(folder, threads, options)``
     returns a ``Loaded``: a ``Generator``, the files it opened and facts about it.
+``BUILD_VERSION`` (optional, default 1)
+    part of the artifact key: bumped when ``build`` writes something else, so only that
+    engine's artifacts are built again.
 ``verify(loaded, recipe)``
     "" when what was loaded is what the recipe built, else what is wrong, in words.
 """
