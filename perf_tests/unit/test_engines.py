@@ -97,3 +97,15 @@ def test_embedding_left_alone_when_the_scales_differ(tmp_path):
                                                     ("bart", False), ("marian", False)])
 def test_beamsearch_engine_takes_t5_only(model_type, supported):
     assert (beamsearch.unsupported(model_type) == "") is supported
+
+
+def test_beamsearch_rows_get_their_end_token_back():
+    """ORT leaves the end of sequence out; a row cut by the cap must stay without one."""
+    from types import SimpleNamespace
+
+    generator = beamsearch.BeamSearchGenerator.__new__(beamsearch.BeamSearchGenerator)
+    generator.tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    rows = numpy.array([[0, 5, 6, 0, 0], [0, 7, 8, 9, 4]])  # ended after 2; cut at the cap
+    assert generator._with_end_tokens(rows, 5).tolist() == [[0, 5, 6, 1, 0], [0, 7, 8, 9, 4]]
+    short = numpy.array([[0, 5, 6], [0, 7, 0]])  # every row ended before a cap of 5
+    assert generator._with_end_tokens(short, 5).tolist() == [[0, 5, 6, 1], [0, 7, 1, 0]]

@@ -271,7 +271,23 @@ class BeamSearchGenerator:
         if self.takes_mask:
             feeds["attention_mask"] = inputs["attention_mask"].numpy().astype(numpy.int32)
         (sequences,) = self.session.run(["sequences"], feeds)
-        return torch.from_numpy(sequences[:, 0, :].astype(numpy.int64))
+        return torch.from_numpy(self._with_end_tokens(sequences[:, 0, :], new_tokens + 1))
+
+    def _with_end_tokens(self, rows, max_length: int):
+        """The operator leaves the end of sequence out and pads after it; put it back where a
+        row ended, as transformers returns it, so that a finished hypothesis can be told from
+        one cut by the length cap (a row that fills ``max_length`` without padding)."""
+        import numpy
+
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        rows = rows.astype(numpy.int64)
+        if rows.shape[1] < max_length:  # every row ended before the cap
+            rows = numpy.pad(rows, ((0, 0), (0, 1)), constant_values=pad)
+        for row in rows:
+            padding = numpy.flatnonzero(row[1:] == pad)
+            if padding.size:
+                row[1 + padding[0]] = eos
+        return rows
 
     def encode(self, inputs: dict) -> bool:
         return False  # the encoder is a subgraph of the one BeamSearch node
