@@ -105,12 +105,25 @@ class Loaded:
     info: dict = field(default_factory=dict)
 
 
+def _nothing_unsupported(*_) -> str:
+    return ""
+
+
+# What an engine module may leave out: the common case, filled in at discovery.
+DEFAULTS = {"LOAD": {}, "BUILD_VERSION": 1, "unsupported": _nothing_unsupported,
+            "verify": _nothing_unsupported, "builds": lambda recipe: True,
+            "uses_preset": lambda recipe: False}
+
+
 def _discover() -> dict[str, ModuleType]:
     found = {}
     for module in pkgutil.iter_modules(__path__):
         if module.name.startswith("_"):
             continue
         engine = importlib.import_module(f"{__name__}.{module.name}")
+        for name, default in DEFAULTS.items():
+            if not hasattr(engine, name):
+                setattr(engine, name, default)
         found[engine.NAME] = engine
     return found
 

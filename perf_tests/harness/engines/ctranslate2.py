@@ -64,12 +64,8 @@ def import_libraries() -> None:
     from transformers import AutoTokenizer  # noqa: F401
 
 
-def builds(recipe: dict) -> bool:
-    return True
 
 
-def uses_preset(recipe: dict) -> bool:
-    return False
 
 
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
@@ -140,5 +136,3 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     return Loaded(generator, files, {"compute_type": translator.compute_type})
 
 
-def verify(loaded: Loaded, recipe: dict) -> str:
-    return ""

@@ -50,8 +50,6 @@ def unavailable() -> str:
     return ""  # optimum-onnx[onnxruntime] is one of the suite's own requirements
 
 
-def unsupported(model_type: str) -> str:
-    return ""  # optimum's exporter says so itself, at build time
 
 
 def holds_model(folder: Path) -> str:
@@ -71,8 +69,6 @@ def import_libraries() -> None:
     from optimum.onnxruntime import ORTModelForSeq2SeqLM  # noqa: F401
 
 
-def builds(recipe: dict) -> bool:
-    return True
 
 
 def uses_preset(recipe: dict) -> bool:

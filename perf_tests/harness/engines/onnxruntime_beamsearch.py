@@ -39,7 +39,6 @@ RECIPE = {
     "external_data": Option(bool, "weights in a file beside the graph, memory-mapped (default "
                                   "true)"),
 }
-LOAD: dict[str, Option] = {}
 
 
 def unavailable() -> str:
@@ -72,12 +71,8 @@ def import_libraries() -> None:
     from transformers import AutoTokenizer  # noqa: F401
 
 
-def builds(recipe: dict) -> bool:
-    return True
 
 
-def uses_preset(recipe: dict) -> bool:
-    return False
 
 
 # ---------------------------------------------------------------- building
@@ -310,5 +305,3 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     return Loaded(generator, (folder / GRAPH, *([data] if data.is_file() else [])))
 
 
-def verify(loaded: Loaded, recipe: dict) -> str:
-    return ""

@@ -19,15 +19,12 @@ SOURCE = "model"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INT8_STATE = "model_int8.pt"
 RECIPE = {"quantize": Option(str, "dynamic int8 of every nn.Linear", ("dynamic-int8",))}
-LOAD: dict[str, Option] = {}
 
 
 def unavailable() -> str:
     return ""  # torch and transformers are the suite's own requirements
 
 
-def unsupported(model_type: str) -> str:
-    return ""
 
 
 def holds_model(folder: Path) -> str:
@@ -48,8 +45,6 @@ def builds(recipe: dict) -> bool:
     return bool(recipe.get("quantize"))  # fp32 loads the model folder as it is
 
 
-def uses_preset(recipe: dict) -> bool:
-    return False
 
 
 def _quantized(model):
@@ -110,5 +105,3 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     return Loaded(HFGenerator(model), (state,), {"quantized": "dynamic-int8"})
 
 
-def verify(loaded: Loaded, recipe: dict) -> str:
-    return ""
