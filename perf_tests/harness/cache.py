@@ -29,6 +29,7 @@ from perf_tests.harness import integrity
 from perf_tests.harness.progress import outline
 
 MARKER = "artifact.json"
+USED = ".used"  # root/.used/<artifact folder name>: touched on every build and reuse (see prune)
 LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
              "ctranslate2")
 
@@ -114,6 +115,7 @@ class ArtifactCache:
             self._clear_leftovers(final)
             self._build(name, parts, build, final)
         self.built.append(name)
+        self._mark_used(final)
         return final
 
     def discard(self, folder: Path, reason: str) -> None:
@@ -163,7 +165,14 @@ class ArtifactCache:
         self.log(f"= reusing {name} (artifact {final.name}, built {built_at}, verified): "
                  "nothing rebuilt")
         self.reused.append(name)
+        self._mark_used(final)
         return final
+
+    def _mark_used(self, final: Path) -> None:
+        """When an artifact was last wanted, kept beside it, never inside (its files are hashed)."""
+        used = self.root / USED
+        used.mkdir(exist_ok=True)
+        (used / final.name).touch()
 
     def _clear_leftovers(self, final: Path) -> None:
         """Remove what a killed build left (its temporary folders, a folder with no marker) or a

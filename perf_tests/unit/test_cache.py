@@ -274,3 +274,23 @@ def test_each_candidate_runs_beside_the_baseline_only(tmp_path, monkeypatch):
         pool.engine(variant, "perf")
     assert closed == ["ct2-int8", "torch-int8"]  # released before the next candidate loads
     assert sorted(v for v, _ in pool._engines) == ["onnx-int8", "pytorch-fp32"]
+
+
+def test_prune_removes_only_what_no_run_wanted_lately(tmp_path, capsys):
+    import os
+    import time
+
+    from perf_tests.harness import prune
+
+    cache = ArtifactCache(tmp_path, log=lambda line: None)
+    kept = cache.get_or_build("onnx-int8", {"model": "m"}, write_weights)
+    old = cache.get_or_build("onnx-int8", {"model": "old"}, write_weights)
+    month_ago = time.time() - 30 * prune.DAY
+    os.utime(tmp_path / ".used" / old.name, (month_ago, month_ago))
+    assert prune.stale(tmp_path, 14) == [old]
+    assert prune.main(["--cache-dir", str(tmp_path), "--dry-run"]) == 0
+    assert old.is_dir() and "would remove " + old.name in capsys.readouterr().out
+    prune.main(["--cache-dir", str(tmp_path)])
+    assert not old.exists() and kept.is_dir()
+    assert not (tmp_path / ".used" / old.name).exists()
+    assert cache.get_or_build("onnx-int8", {"model": "m"}, write_weights) == kept  # still whole

@@ -1,0 +1,80 @@
+"""Remove artifacts no run has wanted for a while; every library or recipe change leaves some.
+
+    python -m perf_tests.harness.prune [--cache-dir DIR] [--unused-days 14] [--dry-run]
+
+An artifact's last use is when a build or a verified reuse last touched ``.used/<folder>`` in the
+cache (artifacts from before that record count from their artifact.json). Each one is removed
+under its build lock, renamed aside first, so a run that wants it meanwhile either finds it whole
+or builds it again; never half a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from perf_tests.harness.cache import MARKER, USED
+from perf_tests.harness.config import ROOT
+
+DAY = 24 * 3600
+
+
+def last_use(root: Path, folder: Path) -> float:
+    used = root / USED / folder.name
+    return (used if used.is_file() else folder / MARKER).stat().st_mtime
+
+
+def size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def stale(root: Path, unused_days: float, now: float | None = None) -> list[Path]:
+    """Artifact folders not used within ``unused_days``, oldest first."""
+    now = time.time() if now is None else now
+    found = [f for f in root.iterdir() if (f / MARKER).is_file()] if root.is_dir() else []
+    old = [f for f in found if now - last_use(root, f) > unused_days * DAY]
+    return sorted(old, key=lambda f: last_use(root, f))
+
+
+def remove(root: Path, folder: Path) -> None:
+    (root / ".locks").mkdir(exist_ok=True)
+    with FileLock(str(root / ".locks" / f"{folder.name}.lock")):
+        aside = root / f".tmp-{folder.name}-pruned-{os.getpid()}"
+        os.rename(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        (root / USED / folder.name).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m perf_tests.harness.prune",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
+        "PERF_CACHE_DIR") or ROOT / ".perf-cache"))
+    parser.add_argument("--unused-days", type=float, default=14.0)
+    parser.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    args = parser.parse_args(argv)
+    if args.unused_days < 0:
+        parser.error("--unused-days must be 0 or more")
+    old = stale(args.cache_dir, args.unused_days)
+    total = 0.0
+    for folder in old:
+        mb = size_mb(folder)
+        days = (time.time() - last_use(args.cache_dir, folder)) / DAY
+        print(f"{'would remove' if args.dry_run else 'removing'} {folder.name} ({mb:.0f} MB, "
+              f"unused for {days:.1f} days)")
+        if not args.dry_run:
+            remove(args.cache_dir, folder)
+        total += mb
+    print(f"{len(old)} artifacts, {total:.0f} MB {'to free' if args.dry_run else 'freed'} in "
+          f"{args.cache_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
