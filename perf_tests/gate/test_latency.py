@@ -21,6 +21,9 @@ def test_latency(benchmark, gate, variant, shape):
         threads=config.threads, new_tokens=config.new_tokens, model=gate.specs["perf"].name,
         artifact=gate.pool.artifact(variant, "perf").name,
         paired_baseline_s=result.paired_baseline_s, **result.as_dict())
+    # the per-token figures (test_tokens) are taken now, after the judged rounds, while this
+    # variant's engine is loaded: the pool closes it before the next candidate loads
+    gate.store.token_timing(variant, shape)
     limit = gate.limits.find("latency", variant, config.baseline)
     if limit is None:
         return

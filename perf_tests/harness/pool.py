@@ -39,12 +39,19 @@ class VariantPool:
         self._engines: dict[tuple[str, str], variants.Engine] = {}
         self._tokenizers: dict[str, object] = {}
         self._folders: dict[tuple[str, str], Path] = {}
+        self._skip_reasons: dict[str, str] = {}
 
     def spec(self, variant: str) -> VariantSpec:
         return self.config.declared[variant]
 
     def skip_reason(self, variant: str) -> str:
-        """Why a variant cannot run here (its engine, this CPU, this model), or "" when it can."""
+        """Why a variant cannot run here (its engine, this CPU, this model), or "" when it can;
+        asked by every test of the variant, found once."""
+        if variant not in self._skip_reasons:
+            self._skip_reasons[variant] = self._find_skip_reason(variant)
+        return self._skip_reasons[variant]
+
+    def _find_skip_reason(self, variant: str) -> str:
         spec = self.spec(variant)
         reason = spec.module.unavailable()
         if not reason and spec.folder is None:
@@ -149,9 +156,11 @@ class VariantPool:
         loaded before it, 212-221 ms without, 213 ms once the translator was deleted; the fp32
         paths were not affected). Reloading costs at most a second per variant.
         """
-        for key in [k for k in self._engines if k[0] not in (keep, self.config.baseline)]:
+        released = [k for k in self._engines if k[0] not in (keep, self.config.baseline)]
+        for key in released:
             self._engines.pop(key).close()
-        gc.collect()  # the engines' native resources go now, not at some later collection
+        if released:
+            gc.collect()  # the engines' native resources go now, not at some later collection
 
     def _load(self, variant: str, role: str) -> variants.Engine:
         folder = self.artifact(variant, role)

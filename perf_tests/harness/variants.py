@@ -9,7 +9,7 @@ slowdown when a test of the gate itself asks for one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from perf_tests.harness.declared import VariantSpec
@@ -27,7 +27,6 @@ class Engine:
     loaded_files: tuple[Path, ...]
     load_seconds: float
     slowdown: float = 0.0  # planted regression: extra busy time as a fraction of each call's
-    info: dict = field(default_factory=dict)
 
     def generate(self, inputs: dict, clock: StepClock | None = None, **settings):
         started = time.perf_counter()
@@ -64,7 +63,7 @@ def load(spec: VariantSpec, folder: Path, threads: int, slowdown: float = 0.0) -
     problem = spec.module.verify(loaded, spec.recipe)
     if problem:
         raise RuntimeError(f"{spec.name} from {folder}: {problem}")
-    return Engine(spec.name, loaded.generator, loaded.files, seconds, slowdown, loaded.info)
+    return Engine(spec.name, loaded.generator, loaded.files, seconds, slowdown)
 
 
 def perturb(model_folder: Path, out: Path, noise: float, seed: int = 7) -> dict:

@@ -56,9 +56,17 @@ def test_folder_written_by_optimum_cli_is_judged(tmp_path, cli_int8):
     declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n'
                     f'[cli-int8]\nengine = "onnxruntime"\nfolder = "{cli_int8}"\n')
     done, summary = run_gate(tmp_path, declarations, LIMITS, "cli-int8")
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    judged = [v["message"] for v in summary["verdicts"] if v["message"].startswith("cli-int8 ")]
-    assert {m.split("]")[1].split()[0] for m in judged} >= {"median", "size", "BLEU"}, judged
+    # The latency verdict is judged but not asserted: 3 rounds of the tiny model on a shared
+    # machine may land on either side of any bound. Size and BLEU do not depend on timing.
+    assert done.returncode in (0, 1) and summary, (done.stdout + done.stderr)[-3000:]
+    judged = {v["message"].split("]")[1].split()[0]: v["passed"] for v in summary["verdicts"]
+              if v["message"].startswith("cli-int8 ")}
+    assert set(judged) >= {"median", "size", "BLEU"}, judged
+    failed = [v["message"] for v in summary["verdicts"]
+              if not v["passed"] and " median latency ratio " not in v["message"]]
+    assert not failed, failed
+    failed_tests = [line for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+    assert all("test_latency" in line for line in failed_tests), failed_tests
     loaded = summary["variants"]["cli-int8"]
     assert loaded["declaration"]["folder"] == str(cli_int8)
     assert loaded["disk_mb"] < summary["variants"]["pytorch-fp32"]["disk_mb"]

@@ -26,7 +26,7 @@ new file. Every engine module defines:
 ``build(source, out, recipe, preset)``
     writes the artifact into ``out`` and returns details for artifact.json.
 ``load(folder, threads, options)``
-    returns a ``Loaded``: a ``Generator``, the files it opened and facts about it.
+    returns a ``Loaded``: a ``Generator`` and the files it opened.
 ``BUILD_VERSION`` (optional, default 1)
     part of the artifact key: bumped when ``build`` writes something else, so only that
     engine's artifacts are built again.
@@ -39,7 +39,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol
@@ -102,7 +102,16 @@ class Generator(Protocol):
 class Loaded:
     generator: Generator
     files: tuple[Path, ...]  # every file the engine opened, so the size on disk counts them
-    info: dict = field(default_factory=dict)
+
+
+def import_problem(module: str, hint: str = "") -> str:
+    """Why ``module`` does not import here, in one line ("" when it does): an engine's
+    ``unavailable``."""
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        return f"{module} does not import here ({error}){hint}"
+    return ""
 
 
 def _nothing_unsupported(*_) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from perf_tests.harness.engines import Loaded, Option
+from perf_tests.harness.engines import Loaded, Option, import_problem
 from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
 
 NAME = "ctranslate2"
@@ -28,11 +28,7 @@ MODEL_FILES = ("model.bin", "config.json", "shared_vocabulary.json", "shared_voc
 
 
 def unavailable() -> str:
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError as error:
-        return f"ctranslate2 does not import here ({error}): pip install ctranslate2"
-    return ""
+    return import_problem("ctranslate2", ": pip install ctranslate2")
 
 
 def unsupported(model_type: str) -> str:
@@ -133,6 +129,6 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     generator = Ct2Generator(translator, tokenizer, config.get("decoder_start_token") or "<pad>")
     files = tuple(folder / name for name in MODEL_FILES if (folder / name).is_file())
-    return Loaded(generator, files, {"compute_type": translator.compute_type})
+    return Loaded(generator, files)
 
 

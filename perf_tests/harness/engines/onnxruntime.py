@@ -247,6 +247,5 @@ def verify(loaded: Loaded, recipe: dict) -> str:
     whose graphs hold no integer operator ran fp32 graphs (optimum prefers fp32 file names)."""
     if not recipe.get("quantize"):
         return ""
-    loaded.info["integer_ops"] = sum(integer_op_count(f) for f in loaded.files
-                                     if f.suffix == ".onnx")
-    return "" if loaded.info["integer_ops"] else "loaded fp32 graphs: no integer operators"
+    integer_ops = sum(integer_op_count(f) for f in loaded.files if f.suffix == ".onnx")
+    return "" if integer_ops else "loaded fp32 graphs: no integer operators"

@@ -23,7 +23,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from perf_tests.harness.engines import Loaded, Option
+from perf_tests.harness.engines import Loaded, Option, import_problem
 from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
 
 NAME = "onnxruntime-beamsearch"
@@ -42,11 +42,7 @@ RECIPE = {
 
 
 def unavailable() -> str:
-    try:
-        from onnxruntime.transformers import convert_generation  # noqa: F401
-    except ImportError as error:
-        return f"ONNX Runtime's transformers tools do not import here ({error})"
-    return ""
+    return import_problem("onnxruntime.transformers.convert_generation")
 
 
 def unsupported(model_type: str) -> str:
@@ -205,12 +201,14 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
             with outline("reading the input embedding from the LM head's int8 table"):
                 shared = all([share_embedding(path) for path in parts.values()])
     with outline("combining them into one BeamSearch graph"):
-        convert_generation.main([
+        # convert_generation_model, not main(): main() then opens the graph and decodes sample
+        # sentences with it, work the gate does itself
+        convert_generation.convert_generation_model(convert_generation.parse_arguments([
             "-m", str(source), "--model_type", "t5", "--cache_dir", str(work / "hf"),
             "--encoder_decoder_init_onnx", str(parts["encoder"]),
             "--decoder_onnx", str(parts["decoder"]), "--num_beams", "1", "--early_stopping",
             "--custom_attention_mask",
-            "--disable_parity", "--disable_perf_test", "--output", str(out / GRAPH)])
+            "--output", str(out / GRAPH)]))
     shutil.rmtree(work)
     if recipe.get("external_data", True):
         from perf_tests.harness.engines.onnxruntime import externalize
