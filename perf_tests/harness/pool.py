@@ -78,6 +78,14 @@ class VariantPool:
         plant = self.config.plant
         return plant.noise if plant and plant.applies_to(variant) else 0.0
 
+    def built(self, variant: str) -> dict:
+        """What the builder wrote of the variant's perf artifact in artifact.json (its levers,
+        a fallback taken); {} when the variant was not built into the cache this run."""
+        folder = self._folders.get((variant, "perf"))
+        if folder is None or not self.cache.owns(folder):
+            return {}
+        return self.cache.record(folder).get("details", {})
+
     def _build(self, variant: str, role: str) -> Path:
         spec = self.spec(variant)
         if spec.folder is not None:

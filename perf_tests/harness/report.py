@@ -62,6 +62,22 @@ def change_point_lines(change_points: list) -> list[str]:
             + [f"  {'FAIL ' if cp.fails else ''}{cp.message}" for cp in change_points])
 
 
+def variant_lines(variants: dict) -> list[str]:
+    """Each variant's declaration, the levers its artifact uses and any fallback taken."""
+    lines = []
+    for name, entry in variants.items():
+        declaration = entry.get("declaration")
+        if declaration is None:  # summaries written before variants were declared
+            continue
+        how = declaration.get("folder") or ", ".join(
+            f"{k} {v}" for k, v in declaration.get("recipe", {}).items()) or "no recipe"
+        lines.append(f"- {name}: {declaration['engine']} ({how})")
+        lines += [f"  - {lever}" for lever in entry.get("levers", [])]
+        if entry.get("fallback"):
+            lines.append(f"  - fallback: {entry['fallback']}")
+    return lines
+
+
 def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path],
                    changes: dict) -> None:
     machine = summary["machine"]
@@ -78,6 +94,7 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
            "", "## Figures", "", "```", *table_lines(summary, changes), "```", "",
            "## Verdicts", ""]
     out += [f"- {'PASS' if v['passed'] else 'FAIL'} {v['message']}" for v in summary["verdicts"]]
+    out += ["", "## Variants", ""] + variant_lines(summary["variants"])
     out += ["", "## Change since the baseline, and change points", "", "```", *check, "```", "",
             "## sacrebleu signatures", ""]
     for name, entry in summary["variants"].items():

@@ -18,6 +18,8 @@ EXTRA_LIBRARIES = ("sacrebleu", "pytest-benchmark", "numpy", "tokenizers", "sent
 def _variant_entry(gate, variant: str) -> dict:
     store, config = gate.store, gate.config
     entry: dict = {"declaration": gate.pool.spec(variant).as_dict(), "latency": {}}
+    built = gate.pool.built(variant)
+    entry.update({key: built[key] for key in ("levers", "fallback") if built.get(key)})
     for (name, shape), result in store.latency.items():
         if name == variant:
             entry["latency"][shape] = result.as_dict()

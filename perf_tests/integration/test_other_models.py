@@ -28,9 +28,14 @@ def test_local_folder_is_a_model_under_test(tmp_path, model_type):
     inputs = workloads.latency_inputs(pool.tokenizer("perf"), spec.prefix, Shape(2, 12))
     settings = workloads.latency_settings(6)
     outputs = {v: pool.engine(v, "perf").generate(inputs, **settings)
-               for v in ("pytorch-fp32", "onnx-fp32", "onnx-int8")}
+               for v in ("pytorch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-tuned")}
     assert all(out.shape == (2, 7) for out in outputs.values()), {k: o.shape for k, o in outputs.items()}
     assert torch.equal(outputs["pytorch-fp32"], outputs["onnx-fp32"])
+    # the BeamSearch tools build T5 only: the tuned recipe falls back and says so
+    built = pool.built("onnx-int8-tuned")
+    assert f"not {model_type}" in built["fallback"], built
+    assert built["levers"][0].startswith("int8 weights (u8-symmetric as optimum's avx2 preset")
+    assert pool.skip_reason("onnx-int8-tuned") == ""
     hypotheses = workloads.translate(pool.engine("onnx-fp32", "quality"), pool.tokenizer("quality"),
                                      spec, ["The cat sees the car.", "Where are my keys?"])
     assert len(hypotheses) == 2

@@ -32,6 +32,10 @@ SUMMARY = {
                   "memory ratio 0.520 > max 0.50 (142.0 MB vs 300.0 MB)"}],
     "steps": [{"label": "exporting", "depth": 0, "seconds": 24.5, "failed": False}],
 }
+SUMMARY["variants"]["onnx-int8"].update({
+    "declaration": {"name": "onnx-int8", "engine": "onnxruntime", "recipe": {"quantize": "preset"}},
+    "levers": ["int8 weights (avx2 preset, per tensor)"],
+    "fallback": "the BeamSearch tools build T5 only, not bart"})
 SLOWER = Comparison("latency", "onnx-int8", "b1-s16", 0.2, 0.25, 1.25, 0.004, True,
                     "onnx-int8 [b1-s16] latency regressed", machine_factor=1.05,
                     detectable=1.12)
@@ -71,7 +75,9 @@ def test_report_files(tmp_path):
     report.write_markdown(tmp_path / "report.md", SUMMARY, check, pngs, {})
     text = (tmp_path / "report.md").read_text()
     for part in ("## Verdicts", "- FAIL onnx-int8", "REGRESSED", "nrefs:1|tok:13a",
-                 "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0"):
+                 "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0",
+                 "- onnx-int8: onnxruntime (quantize preset)\n  - int8 weights (avx2 preset, per "
+                 "tensor)\n  - fallback: the BeamSearch tools build T5 only, not bart"):
         assert part in text
     smaller, bigger = report.write_action_benchmark(tmp_path, SUMMARY)
     names = {item["name"]: item for item in json.loads(smaller.read_text())}

@@ -9,7 +9,10 @@ Built with ONNX Runtime's own T5 tools, unoptimized (the T5 fusion adds Relative
 which has no CPU kernel): ``models.t5.convert_to_onnx`` exports the encoder (with the decoder's
 first step) and the decoder, ``quantization.quantize_dynamic`` makes each int8, and
 ``convert_generation`` combines them (the shared input embedding moves to the main graph, stored
-once for encoder and decoder). T5 and mT5 only: those tools build nothing else.
+once for encoder and decoder). Those tools build T5 and mT5 only: for another model type (BART,
+Marian) the recipe falls back to what works there, optimum's export quantized with the same
+weights and decoded by ``generate()`` (see ``_fallback``); artifact.json and the report say which
+levers each artifact uses, and why one was left out.
 
 Recipe options: ``quantize`` ("u8-symmetric": uint8 weights with a zero point of 128, the same
 weights as optimum's avx2 preset; "s8": int8 weights; none: fp32), ``per_channel`` and
@@ -20,6 +23,7 @@ Research behind it: ../shared/research/beamsearch-trial.md (the trial that first
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 
@@ -45,7 +49,8 @@ def unavailable() -> str:
     return import_problem("onnxruntime.transformers.convert_generation")
 
 
-def unsupported(model_type: str) -> str:
+def beam_search_problem(model_type: str) -> str:
+    """Why the BeamSearch graph cannot be built for this model type ("" when it can)."""
     if model_type not in MODEL_TYPES:
         return (f"ONNX Runtime's BeamSearch tools build T5 and mT5 graphs only, not "
                 f"{model_type}")
@@ -53,9 +58,12 @@ def unsupported(model_type: str) -> str:
 
 
 def holds_model(folder: Path) -> str:
+    from perf_tests.harness.engines import onnxruntime
+
     folder = Path(folder)
-    if not (folder / GRAPH).is_file():
-        return f"{folder} holds no {GRAPH} (a BeamSearch graph built by convert_generation)"
+    if not (folder / GRAPH).is_file() and onnxruntime.holds_model(folder):
+        return (f"{folder} holds no {GRAPH} (a BeamSearch graph built by convert_generation) "
+                f"and no optimum export")
     if not has_tokenizer(folder):
         return f"{folder} holds no tokenizer files"
     return ""
@@ -183,6 +191,9 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
 
     from perf_tests.harness.progress import outline
 
+    model_type = json.loads((Path(source) / "config.json").read_text())["model_type"]
+    if beam_search_problem(model_type):
+        return _fallback(source, out, recipe, beam_search_problem(model_type))
     work = out / ".work"
     with outline(f"exporting {Path(source).name}'s encoder and decoder with ORT's T5 tools"):
         with cache_objects_for_t5_export():
@@ -216,6 +227,36 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
         externalize(out / GRAPH, out / GRAPH)
     copy_side_files(source, out)
     return {"graph": GRAPH, "levers": _levers(out / GRAPH, recipe, shared)}
+
+
+# the optimum preset whose weights match each ``quantize`` value (see the module docstring)
+FALLBACK_PRESETS = {"u8-symmetric": "avx2", "s8": "avx512_vnni"}
+
+
+def _fallback(source: Path, out: Path, recipe: dict, why: str) -> dict:
+    """What works for a model the BeamSearch tools do not build: optimum's export, quantized
+    with the same int8 weights as the tuned graph, weights stored apart, decoded by
+    ``generate()``. The levers left out are listed with the reason."""
+    from perf_tests.harness.engines import onnxruntime
+
+    work = out / ".work"
+    onnxruntime.export(source, work)
+    if recipe.get("quantize"):
+        onnxruntime.quantize(work, out, FALLBACK_PRESETS[recipe["quantize"]],
+                             {"per_channel": recipe.get("per_channel", False)})
+    else:
+        onnxruntime.fp32(work, out)
+    shutil.rmtree(work)
+    copy_side_files(source, out)
+    levers = ["weights stored apart and memory-mapped"]
+    if recipe.get("quantize"):
+        levers.insert(0, f"int8 weights ({recipe['quantize']} as optimum's "
+                         f"{FALLBACK_PRESETS[recipe['quantize']]} preset, "
+                         f"{'per channel' if recipe.get('per_channel') else 'per tensor'})")
+    return {"levers": levers, "fallback": f"{why}: decoded by transformers generate() over "
+                                          f"optimum's sessions; not used: the decoding loop "
+                                          f"inside ONNX Runtime, tables stored once, the input "
+                                          f"embedding read from the LM head"}
 
 
 def _levers(graph: Path, recipe: dict, shared: bool) -> list[str]:
@@ -293,9 +334,12 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     import onnxruntime
     from transformers import AutoTokenizer
 
+    from perf_tests.harness.engines import onnxruntime as optimum_path
     from perf_tests.harness.engines.onnxruntime import session_options
 
     folder = Path(folder)
+    if not (folder / GRAPH).is_file():  # built by _fallback
+        return optimum_path.load(folder, threads, {})
     session = onnxruntime.InferenceSession(str(folder / GRAPH), session_options(threads),
                                            providers=["CPUExecutionProvider"])
     generator = BeamSearchGenerator(session, AutoTokenizer.from_pretrained(folder))
@@ -303,3 +347,10 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     return Loaded(generator, (folder / GRAPH, *([data] if data.is_file() else [])))
 
 
+
+
+def verify(loaded: Loaded, recipe: dict) -> str:
+    """A quantize recipe must have loaded integer operators (subgraphs of BeamSearch counted)."""
+    from perf_tests.harness.engines import onnxruntime
+
+    return onnxruntime.verify(loaded, recipe)
