@@ -33,20 +33,28 @@ def test_the_patch_gives_a_cache_and_is_undone():
     assert helper.__dict__["group_by_layer"] is original
 
 
-def quantized_tied_model(path, vocab=40, width=8):
+def quantized_tied_model(path, vocab=40, width=8, head_weights="u8-symmetric"):
     """A graph shaped like a quantized T5 subgraph: a uint8 embedding table read by Gather and
-    dequantized, and the LM head's transposed uint8 table in a MatMulInteger."""
+    dequantized, and the LM head's transposed table in a MatMulInteger (uint8 with the same
+    scale and zero point, or symmetric int8 as ORT's quantizer writes s8 weights). Returns the
+    fp32 table both quantize."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     table = numpy.random.default_rng(0).integers(0, 256, (vocab, width), dtype=numpy.uint8)
     scale, zero = numpy.array(0.04, numpy.float32), numpy.array(128, numpy.uint8)
+    weights = (table.astype(numpy.float32) - 128) * scale
+    head, head_scale, head_zero = table.T.copy(), scale, zero
+    if head_weights == "s8":
+        head_scale = numpy.array(numpy.abs(weights).max() / 127, numpy.float32)
+        head = numpy.round(weights.T / head_scale).astype(numpy.int8)
+        head_zero = numpy.array(0, numpy.int8)
     tensors = [numpy_helper.from_array(table, "emb_quantized"),
                numpy_helper.from_array(scale, "emb_scale"),
                numpy_helper.from_array(zero, "emb_zero_point"),
-               numpy_helper.from_array(table.T.copy(), "head_quantized"),
-               numpy_helper.from_array(scale, "head_scale"),
-               numpy_helper.from_array(zero, "head_zero_point"),
+               numpy_helper.from_array(head, "head_quantized"),
+               numpy_helper.from_array(head_scale, "head_scale"),
+               numpy_helper.from_array(head_zero, "head_zero_point"),
                numpy_helper.from_array(numpy.full((1, 1, width), 130, numpy.uint8), "act")]
     nodes = [helper.make_node("Gather", ["emb_quantized", "ids"], ["picked"]),
              helper.make_node("DequantizeLinear", ["picked", "emb_scale", "emb_zero_point"],
@@ -58,6 +66,7 @@ def quantized_tied_model(path, vocab=40, width=8):
         [helper.make_tensor_value_info("embedded", TensorProto.FLOAT, [1, 3, width]),
          helper.make_tensor_value_info("logits", TensorProto.INT32, [1, 1, vocab])], tensors)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return weights
 
 
 def run(path):
@@ -73,7 +82,7 @@ def test_embedding_read_from_the_lm_head_table_is_lossless(tmp_path):
     path = tmp_path / "tied.onnx"
     quantized_tied_model(path)
     before = run(path)
-    assert beamsearch.share_embedding(path)
+    assert beamsearch.share_embedding(path) == "lossless"
     after = run(path)
     assert all(numpy.array_equal(a, b) for a, b in zip(before, after))
     names = {t.name for t in onnx.load(str(path)).graph.initializer}
@@ -91,6 +100,41 @@ def test_embedding_left_alone_when_the_scales_differ(tmp_path):
     scale.CopyFrom(numpy_helper.from_array(numpy.array(0.05, numpy.float32), "head_scale"))
     onnx.save(model, str(path))
     assert not beamsearch.share_embedding(path)
+
+
+def test_embedding_read_from_a_symmetric_int8_head_stays_within_half_its_scale(tmp_path):
+    """s8 weights: the Gather table is uint8 asymmetric, the head int8 symmetric; the embedding
+    is then the head's rounding of the same table, as close to fp32 as the head is."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = tmp_path / "tied.onnx"
+    weights = quantized_tied_model(path, head_weights="s8")
+    head_scale = numpy_helper.to_array(
+        next(t for t in onnx.load(str(path)).graph.initializer if t.name == "head_scale"))
+    logits = run(path)[1]
+    assert beamsearch.share_embedding(path) == "requantized"
+    embedded, logits_after = run(path)
+    expected = weights[[3, 0, 39]][None]
+    assert numpy.abs(embedded - expected).max() <= head_scale / 2 + 1e-6
+    assert numpy.array_equal(logits, logits_after), "the LM head itself must not change"
+    assert not any(t.name.startswith("emb_") for t in onnx.load(str(path)).graph.initializer)
+
+
+def test_untied_embedding_is_left_alone(tmp_path):
+    """T5 v1.1 and mT5 do not tie the LM head to the embedding: the tables differ."""
+    path = tmp_path / "untied.onnx"
+    quantized_tied_model(path)
+    assert beamsearch.share_embedding(path, tied=False) == ""
+
+
+@pytest.mark.parametrize("quantize, preset, weights", [
+    ("preset", "avx512_vnni", "s8"), ("preset", "avx2", "u8-symmetric"),
+    ("preset", "avx512", "u8-symmetric"), ("preset", "arm64", "u8-symmetric"),
+    ("s8", "avx2", "s8"), (None, "avx2", None)])
+def test_preset_weights_are_s8_only_where_vnni_multiplies_without_saturating(quantize, preset,
+                                                                            weights):
+    assert beamsearch.weights_for(quantize, preset) == weights
 
 
 @pytest.mark.parametrize("model_type, graph", [("t5", True), ("mt5", True),

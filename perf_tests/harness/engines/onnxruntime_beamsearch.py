@@ -31,12 +31,13 @@ from perf_tests.harness.engines import Loaded, Option, import_problem
 from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
 
 NAME = "onnxruntime-beamsearch"
-BUILD_VERSION = 2  # part of the artifact key: bump when build() writes something else
+BUILD_VERSION = 3  # part of the artifact key: bump when build() writes something else
 SOURCE = "model"
 GRAPH = "model_beamsearch.onnx"
 MODEL_TYPES = ("t5", "mt5")
 RECIPE = {
-    "quantize": Option(str, "int8 weights of both subgraphs", ("u8-symmetric", "s8")),
+    "quantize": Option(str, "int8 weights of both subgraphs: this CPU's (see weights_for) or "
+                            "named", ("preset", "u8-symmetric", "s8")),
     "per_channel": Option(bool, "int8 scales per output channel instead of per tensor"),
     "share_embedding": Option(bool, "read the input embedding from the LM head's int8 table "
                                     "(default true; needs symmetric per-tensor weights)"),
@@ -113,12 +114,28 @@ def cache_objects_for_t5_export():
 def _quantize(source: Path, target: Path, recipe: dict) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if recipe["quantize"] == "u8-symmetric":
-        weights, extra = QuantType.QUInt8, {"WeightSymmetric": True}
-    else:
-        weights, extra = QuantType.QInt8, {}
+    weights = QuantType.QUInt8 if recipe["quantize"] == "u8-symmetric" else QuantType.QInt8
     quantize_dynamic(str(source), str(target), per_channel=recipe.get("per_channel", False),
-                     weight_type=weights, extra_options=extra)
+                     weight_type=weights, extra_options={"WeightSymmetric": True})
+
+
+def uses_preset(recipe: dict) -> bool:
+    return recipe.get("quantize") == "preset"
+
+
+def weights_for(quantize: str | None, preset: str) -> str | None:
+    """The weights a ``quantize`` value stands for on this CPU.
+
+    "preset" picks s8 where the CPU has AVX-512 VNNI, which multiplies u8 activations by s8
+    weights without saturating (0.69x of u8's latency at b8-s64 on this project's Zen 4 VM),
+    and u8 symmetric elsewhere: AVX2's and AVX-512BW's u8 x s8 instruction (VPMADDUBSW) can
+    saturate, which ONNX Runtime's quantization docs give as the cause of accuracy drops, and on
+    the AVX2-only VM of the first trial s8 diverged more from fp32 greedy (11 of 20 sentences
+    identical against 13 of 20 for u8).
+    """
+    if quantize != "preset":
+        return quantize
+    return "s8" if preset == "avx512_vnni" else "u8-symmetric"
 
 
 SHARED_TABLE = "shared_lm_head_T_quantized"  # one name in both subgraphs: stored once
@@ -128,21 +145,31 @@ def _initializers(model) -> dict:
     return {tensor.name: tensor for tensor in model.graph.initializer}
 
 
-def share_embedding(path: Path) -> bool:
-    """Read the input embedding from the LM head's int8 table, in place; False if unchanged.
+def share_embedding(path: Path, tied: bool = True) -> str:
+    """Read the input embedding from the LM head's int8 table, in place.
+
+    Returns how: "lossless", "requantized", or "" when nothing was changed.
 
     T5 ties the input embedding and the LM head, but the export stores the table twice per
     subgraph: a [vocab, d_model] Gather table and the LM head's transposed [d_model, vocab]
-    MatMulInteger weight. With symmetric per-tensor weights both are quantized with the same
-    scale and zero point, so ``Gather(lm_head, ids, axis=1)`` transposed to [batch, seq, d_model]
-    yields the very same int8 values (checked below: equal scale and zero point, or nothing is
-    changed). The LM head table is then given one name in both subgraphs, and
-    ``convert_generation`` moves it to the main graph, stored once for both.
+    MatMulInteger weight. ``Gather(lm_head, ids, axis=1)`` transposed to [batch, seq, d_model]
+    reads the same rows from the head's table, which is then given one name in both subgraphs,
+    and ``convert_generation`` moves it to the main graph, stored once for both.
+
+    - "lossless": with u8 symmetric weights both tables are quantized with the same scale and
+      zero point, so the rows read are the very same int8 values (a unit test checks it).
+    - "requantized": with s8 weights ORT's quantizer keeps the Gather table in uint8 with an
+      asymmetric zero point while the head is symmetric int8, so the embedding is then read in
+      the head's symmetric quantization of the same tied table: a different rounding of the same
+      weights, off by at most half the head's scale per value, as the LM head itself is.
+    Untied models (T5 v1.1, mT5: ``tie_word_embeddings`` false) are left alone.
     """
     import numpy
     import onnx
     from onnx import helper, numpy_helper
 
+    if not tied:
+        return ""
     model = onnx.load(str(path))
     tensors = _initializers(model)
     nodes = list(model.graph.node)
@@ -154,17 +181,22 @@ def share_embedding(path: Path) -> bool:
     heads = [h for h in heads if gathers and list(reversed(tensors[h.input[1]].dims))
              == list(tensors[gathers[0].input[0]].dims)]
     if not gathers or len(heads) != 1 or len({g.input[0] for g in gathers}) != 1:
-        return False
+        return ""
     table, head = gathers[0].input[0], heads[0].input[1]
     base_table, base_head = table.removesuffix("_quantized"), head.removesuffix("_quantized")
 
     def value(name):
         return numpy_helper.to_array(tensors[name])
 
-    if not (numpy.array_equal(value(f"{base_table}_scale"), value(f"{base_head}_scale"))
+    if (numpy.array_equal(value(f"{base_table}_scale"), value(f"{base_head}_scale"))
             and numpy.array_equal(value(f"{base_table}_zero_point"),
                                   value(f"{base_head}_zero_point"))):
-        return False
+        how = "lossless"
+    elif (tensors[head].data_type == onnx.TensorProto.INT8
+          and not value(f"{base_head}_zero_point").any()):
+        how = "requantized"
+    else:
+        return ""
     for gather in gathers:
         position = list(model.graph.node).index(gather)
         picked = gather.output[0] + "_columns"
@@ -182,7 +214,7 @@ def share_embedding(path: Path) -> bool:
         model.graph.initializer.remove(tensors[name])
     tensors[head].name = SHARED_TABLE
     onnx.save(model, str(path))
-    return True
+    return how
 
 
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
@@ -191,9 +223,11 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
 
     from perf_tests.harness.progress import outline
 
-    model_type = json.loads((Path(source) / "config.json").read_text())["model_type"]
-    if beam_search_problem(model_type):
-        return _fallback(source, out, recipe, beam_search_problem(model_type))
+    config = json.loads((Path(source) / "config.json").read_text())
+    for_preset = f" for {preset}" if uses_preset(recipe) else ""
+    recipe = {**recipe, "quantize": weights_for(recipe.get("quantize"), preset)}
+    if beam_search_problem(config["model_type"]):
+        return _fallback(source, out, recipe, beam_search_problem(config["model_type"]))
     work = out / ".work"
     with outline(f"exporting {Path(source).name}'s encoder and decoder with ORT's T5 tools"):
         with cache_objects_for_t5_export():
@@ -210,7 +244,9 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
                 _quantize(path, parts[role], recipe)
         if recipe.get("share_embedding", True):
             with outline("reading the input embedding from the LM head's int8 table"):
-                shared = all([share_embedding(path) for path in parts.values()])
+                tied = config.get("tie_word_embeddings", True)
+                ways = {share_embedding(path, tied) for path in parts.values()}
+                shared = ways.pop() if len(ways) == 1 else ""
     with outline("combining them into one BeamSearch graph"):
         # convert_generation_model, not main(): main() then opens the graph and decodes sample
         # sentences with it, work the gate does itself
@@ -226,7 +262,7 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
 
         externalize(out / GRAPH, out / GRAPH)
     copy_side_files(source, out)
-    return {"graph": GRAPH, "levers": _levers(out / GRAPH, recipe, shared)}
+    return {"graph": GRAPH, "levers": _levers(out / GRAPH, recipe, shared, for_preset)}
 
 
 # the optimum preset whose weights match each ``quantize`` value (see the module docstring)
@@ -259,7 +295,7 @@ def _fallback(source: Path, out: Path, recipe: dict, why: str) -> dict:
                                           f"embedding read from the LM head"}
 
 
-def _levers(graph: Path, recipe: dict, shared: bool) -> list[str]:
+def _levers(graph: Path, recipe: dict, shared: str, for_preset: str) -> list[str]:
     """What the built graph actually uses, read back where it can be (artifact.json, report)."""
     import onnx
 
@@ -267,13 +303,13 @@ def _levers(graph: Path, recipe: dict, shared: bool) -> list[str]:
     moved = [t.name for t in model.graph.initializer]  # tables both subgraphs share
     levers = ["decoding loop inside ONNX Runtime (BeamSearch op, one call per generate)"]
     if recipe.get("quantize"):
-        levers.append(f"int8 weights ({recipe['quantize']}, "
+        levers.append(f"int8 weights ({recipe['quantize']}{for_preset}, "
                       f"{'per channel' if recipe.get('per_channel') else 'per tensor'})")
     if moved:
         levers.append(f"{len(moved)} tables stored once for encoder and decoder"
                       + (" (the LM head's among them)" if f"s_e_{SHARED_TABLE}" in moved else ""))
     if shared:
-        levers.append("input embedding read from the LM head's int8 table")
+        levers.append(f"input embedding read from the LM head's int8 table ({shared})")
     return levers
 
 
