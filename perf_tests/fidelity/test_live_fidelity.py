@@ -10,8 +10,10 @@ summary.json:
   history, so it never becomes another try's baseline;
 - slow machine: every variant 30 % slower (``all:slowdown=0.30``), on a copy;
 - drift: onnx-int8 15 % slower for good, FOUND_WITHIN runs in a row on a copy; the change-point
-  detector must confirm it by the last of them (15 %: the recorded histories find a 10 % drift
-  only where a figure's noise is small, 6 of 12 tries; a first live trial found 1 of 2).
+  detector must confirm it by the last of them where the run's ``drift_reach`` for the figure
+  says it can (the report's promise); a drift the noise hides is counted apart. 15 %, not the
+  10 % the recorded histories are replayed with: this trial's one figure (onnx-int8 at b1-s16)
+  is the noisiest of the gate (9-11 % between unchanged runs), so 10 % is beyond its reach.
 
 Each rate comes with its Wilson 95 % interval. The test fails only when a rate is worse than the
 promise with that confidence (the interval lies wholly on the wrong side), never on one unlucky
@@ -26,14 +28,16 @@ import sys
 
 import pytest
 
+from perf_tests.harness.changepoints import FOUND_WITHIN
 from perf_tests.harness.config import ROOT
-from perf_tests.harness.replay import FOUND_WITHIN, Tally
+from perf_tests.harness.replay import Tally
 
 pytestmark = pytest.mark.fidelity
 
 POOL = 10
 TRIES = int(os.environ.get("PERF_FIDELITY_TRIES", "20"))
 DRIFT_TRIES = 2
+DRIFT = 0.15
 PROMISED_FALSE_ALARMS = 0.05  # at most, per run
 PROMISED_DETECTION = 0.95  # at least, where the machine's noise allows it
 LATENCY = ["perf_tests/gate/test_latency.py", "--perf-variants=onnx-fp32,onnx-int8",
@@ -88,7 +92,7 @@ def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path, record_
     for _ in range(POOL):
         gate_run(results)
     aa, planted = Tally("A/A false alarms"), Tally("planted 25 % slowdown caught")
-    slow, drift = Tally("30 % slower machine false alarms"), Tally("15 % drift found")
+    slow, drift = Tally("30 % slower machine false alarms"), Tally(f"{DRIFT:.0%} drift found")
     for attempt in range(TRIES):
         check = gate_run(results)
         aa.add(_tripped(check), _row("A/A", check))
@@ -106,10 +110,19 @@ def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path, record_
     for attempt in range(DRIFT_TRIES):
         drifted = _copy(results, tmp_path / f"drift-{attempt}")
         for _ in range(FOUND_WITHIN):
-            check = gate_run(drifted, "--perf-plant=onnx-int8:slowdown=0.15")
+            check = gate_run(drifted, f"--perf-plant=onnx-int8:slowdown={DRIFT}")
         found = any(cp["confirmed"] and cp["shift"] > 1 and (cp["variant"], cp["shape"]) == KEY
                     for cp in check["change_points"])
-        drift.add(found, f"drift: {'found' if found else 'MISSED'} after {FOUND_WITHIN} runs")
+        reach = next((r["factor"] for r in check.get("drift_reach", [])
+                      if (r["variant"], r["shape"]) == KEY), float("inf"))
+        line = (f"drift: {'found' if found else 'MISSED'} after {FOUND_WITHIN} runs (found from "
+                f"x{reach:.3f})")
+        if reach > 1 + DRIFT:  # the noise hides it
+            drift.hidden += 1
+            drift.hidden_caught += found
+            drift.lines.append(line + " (the noise hides it)")
+        else:
+            drift.add(found, line)
     for tally in (aa, planted, slow, drift):
         print("\n".join(tally.lines))
         print(tally.summary())

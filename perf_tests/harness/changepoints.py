@@ -14,6 +14,11 @@ listed with the runs on both sides and what changed between them (commit, librar
 fingerprints, artifact keys): the likely cause. A slowdown that the
 newest run confirms fails the gate (ChangePoint.fails says how a team accepts one).
 
+How small a lasting drift can be found depends on the series' noise, as tonight's ``catches``
+does: ``drift_reach`` is the smallest step the confirmation finds in 95 % of cases with
+FOUND_WITHIN runs on its later side, and the report lists it per figure, so that a drift the
+noise hides is said to be hidden rather than silently missed.
+
 Why ruptures: Apache Otava (E-Divisive with a significance test) pins numpy 2.2 and scipy < 1.17
 and brings BigQuery, Postgres and Slack clients; MongoDB's signal-processing-algorithms needs
 numpy < 2 and gevent and builds a C extension from source; ruptures needs numpy and scipy only
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy
 import ruptures
+from scipy.stats import t as student_t
 from scipy.stats import ttest_ind
 
 from perf_tests.harness import regression
@@ -39,6 +45,7 @@ CONFIRM_RUNS = 3
 MIN_SHIFT = 0.05  # a step under 5 % is not a change worth a line
 ALPHA = 0.001  # at 0.01, 2 of 12 series of 26 unchanged recorded runs had one (the machine's)
 PENALTY = 4.0  # x noise variance x log(runs); 4 to 8 found the same on recorded histories
+FOUND_WITHIN = 5  # runs after a lasting step by which drift_reach promises to confirm it
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,31 @@ def find(runs: list, current: dict | None = None, penalty: float = PENALTY) -> l
             for cp in found]
 
 
-def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoint]:
+def drift_reach(values: list[float], after: int = FOUND_WITHIN) -> float:
+    """The smallest lasting step (a factor) confirmed in 95 % of cases once ``after`` runs lie on
+    its later side and the series' other runs before it: the t-test's critical value at ALPHA
+    plus the noise a mean of ``after`` runs may take off the step, in units of the step's
+    standard error (the series' noise, read off successive differences). inf when the series is
+    too short to tell."""
+    earlier = len(values) - after
+    sd = noise_sd(values)
+    if earlier < MIN_SEGMENT or sd == 0:
+        return math.inf
+    freedom = earlier + after - 2
+    units = (float(student_t.ppf(1 - ALPHA / 2, freedom))
+             + float(student_t.ppf(1 - regression.MISS_RATE, freedom)))
+    return max(1 + MIN_SHIFT, math.exp(units * sd * math.sqrt(1 / after + 1 / earlier)))
+
+
+def reach(runs: list, current: dict | None = None) -> dict[tuple[str, str], float]:
+    """(variant, shape) -> drift_reach of its series over the newest WINDOW runs."""
+    return {(variant, shape): drift_reach([value for _, value in series])
+            for variant, shape, series in _all_series(runs[-WINDOW:], current)}
+
+
+def _all_series(runs: list, current: dict | None) -> list[tuple[str, str, list]]:
+    """(variant, shape, residual series) for each figure, and for each variant over all its
+    shapes (the mean of their residuals)."""
     entries = [run.latency() for run in runs]
     if current is not None:
         entries = [{k: e for k, e in run.items() if k in current
@@ -177,9 +208,13 @@ def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoin
     groups = [(key[0], key[1], (key,)) for keys in by_variant.values() for key in keys]
     groups += [(v, regression.ALL_SHAPES, tuple(keys)) for v, keys in by_variant.items()
                if len(keys) > 1]
+    return [(variant, shape, residual_series(all_figures, usual, keys))
+            for variant, shape, keys in groups]
+
+
+def _search(runs: list, current: dict | None, penalty: float) -> list[ChangePoint]:
     found = []
-    for variant, shape, keys in groups:
-        series = residual_series(all_figures, usual, keys)
+    for variant, shape, series in _all_series(runs, current):
         values = [value for _, value in series]
         bounds = [0, *breaks(values, penalty), len(values)]
         for j in range(1, len(bounds) - 1):

@@ -5,13 +5,16 @@ Everything here reads the summary dict and the regression comparisons; nothing m
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from perf_tests.harness.changepoints import FOUND_WITHIN
 from perf_tests.harness.regression import Comparison, format_p
 from perf_tests.harness.store import write_json
 from perf_tests.harness.summary import table_lines
 
 WORTH_CATCHING = 1.25  # a figure whose bound is above this: say the noise hides such a regression
+DRIFT_WORTH_FINDING = 1.10  # the issue's lasting drift: say where the noise hides one this small
 
 
 def _latency_row(c: Comparison) -> str:
@@ -30,7 +33,8 @@ def _other_row(c: Comparison) -> str:
 
 
 def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
-                     notes: list[str] = (), change_points: list = ()) -> list[str]:
+                     notes: list[str] = (), change_points: list = (),
+                     drift_reach: dict | None = None) -> list[str]:
     """One row per compared figure. Latency: the usual best round on this machine and tonight's,
     the machine's mood (the other variants' shift tonight), the change the mood does not explain,
     and the smallest change this machine's noise lets the check catch tonight; then the change
@@ -50,6 +54,7 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
     failed = [c for c in comparisons if c.regressed]
     lines.append(f"regression check: {len(comparisons) - len(failed)} ok, {len(failed)} regressed")
     lines += change_point_lines(change_points)
+    lines += drift_reach_lines(drift_reach or {})
     return lines
 
 
@@ -75,6 +80,24 @@ def variant_lines(variants: dict) -> list[str]:
         lines += [f"  - {lever}" for lever in entry.get("levers", [])]
         if entry.get("fallback"):
             lines.append(f"  - fallback: {entry['fallback']}")
+    return lines
+
+
+def drift_reach_lines(reach: dict) -> list[str]:
+    """Per variant, the smallest lasting slowdown the change points confirm within
+    FOUND_WITHIN runs (95 %), from its steadiest series; and where a 10 % drift stays hidden."""
+    best: dict[str, tuple[float, str]] = {}
+    for (variant, shape), factor in sorted(reach.items()):
+        if math.isfinite(factor) and factor < best.get(variant, (math.inf, ""))[0]:
+            best[variant] = (factor, shape)
+    if not best:
+        return []
+    lines = [f"lasting slowdowns found within {FOUND_WITHIN} runs (95 %), from: " + ", ".join(
+        f"{variant} x{factor:.3f} [{shape}]" for variant, (factor, shape) in best.items())]
+    hidden = [variant for variant, (factor, _) in best.items() if factor > DRIFT_WORTH_FINDING]
+    if hidden:
+        lines.append(f"this history's noise hides a lasting {DRIFT_WORTH_FINDING - 1:.0%} "
+                     f"drift of: {', '.join(hidden)}")
     return lines
 
 

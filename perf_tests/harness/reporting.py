@@ -6,6 +6,7 @@ the history, so the trend plots include it and the baseline is chosen among the 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class HistoryComparison:
     label: str | None = None  # None: no earlier run
     notes: list[str] = field(default_factory=list)
     change_points: list[changepoints.ChangePoint] = field(default_factory=list)
+    drift_reach: dict = field(default_factory=dict)  # (variant, shape) -> factor
 
 
 def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
@@ -66,6 +68,7 @@ def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     tonight = [run for run in runs if run.run_id == gate.run_id]
     if tonight and current:
         found.change_points = changepoints.find(earlier + tonight, current)
+        found.drift_reach = changepoints.reach(earlier + tonight, current)
     return found
 
 
@@ -85,6 +88,9 @@ def regression_record(found: HistoryComparison) -> dict:
                            "p_value": cp.p_value, "confirmed": cp.confirmed,
                            "fails": cp.fails, "causes": cp.causes()}
                           for cp in found.change_points],
+        "drift_reach": [{"variant": variant, "shape": shape, "factor": round(factor, 4)}
+                        for (variant, shape), factor in sorted(found.drift_reach.items())
+                        if math.isfinite(factor)],
         "notes": found.notes,
     }
 
@@ -116,7 +122,7 @@ def finish_run(gate) -> Outcome:
         pngs.append(plots.trends(runs, latest / "trends.png"))
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
     check = report.comparison_lines(comparisons, baseline_label, found.notes,
-                                    found.change_points)
+                                    found.change_points, found.drift_reach)
     report.write_markdown(latest / "report.md", data, check, pngs, changes)
     action_files = report.write_action_benchmark(latest, data)
     outcome.lines += summary.table_lines(data, changes)

@@ -10,7 +10,7 @@ promises is ``tox -e fidelity``.
 
 import pytest
 
-from perf_tests.harness import history, replay
+from perf_tests.harness import changepoints, history, replay
 from perf_tests.harness.config import ROOT
 from perf_tests.harness.regression import Rule
 
@@ -75,14 +75,25 @@ def test_no_change_point_in_unchanged_runs(runs):
     assert tally.hits == 0, "\n".join(tally.lines)
 
 
-def test_a_sustained_drift_is_found_within_five_runs(runs):
-    """15 % is found every time; 10 % where the variant's noise allows (6 of 12 tries on the
-    recorded AMD EPYC history, whose figures move by 4-9 % between unchanged runs)."""
+def test_a_sustained_drift_is_found_within_five_runs_where_the_noise_allows(runs):
+    """Every drift within the report's reach (changepoints.drift_reach) is found, at 10 % and at
+    15 %; the recorded AMD EPYC figures move by 3-11 % between unchanged runs, so a 10 % drift is
+    within reach of the steadiest series only (4 of 12 tries), and the rest are counted apart."""
     starts = list(range(len(runs) // 2, len(runs) - replay.FOUND_WITHIN + 1, 3))
-    large = replay.drift_tries(runs, 0.15, starts)
-    assert large.tries >= 8 and large.hits == large.tries, "\n".join(large.lines)
-    small = replay.drift_tries(runs, 0.10, starts)
-    assert small.hits >= small.tries // 2, "\n".join([small.summary(), *small.lines])
+    for drift in (0.15, 0.10):
+        tally = replay.drift_tries(runs, drift, starts)
+        assert tally.tries >= 3 and tally.hits == tally.tries, "\n".join(
+            [tally.summary(), *tally.lines])
+        assert tally.tries + tally.hidden == 12
+    assert replay.drift_tries(runs, 0.20, starts).hits == 12
+
+
+def test_drift_reach_grows_with_the_noise_and_shrinks_with_the_history():
+    steady = [0.01 * (-1) ** i for i in range(20)]  # successive differences of 0.02
+    noisy = [5 * value for value in steady]
+    assert 1.05 <= changepoints.drift_reach(steady) < changepoints.drift_reach(noisy)
+    assert changepoints.drift_reach(noisy) < changepoints.drift_reach(noisy[:10])
+    assert changepoints.drift_reach(noisy[:7]) == float("inf")  # 2 runs before the last 5
 
 
 def test_the_readme_compare_fail_recipe_passes_unchanged_pairs(runs):

@@ -86,3 +86,14 @@ def test_report_files(tmp_path):
         "extra": "p90 236.5 ms"}
     assert {i["name"] for i in json.loads(bigger.read_text())} >= {"onnx-int8 bleu"}
     assert not list(tmp_path.glob(".*tmp*")), "a temporary file was left behind"
+
+
+def test_drift_reach_lines_name_each_variants_steadiest_series_and_the_hidden_ones():
+    reach = {("onnx-int8", "b1-s16"): 1.155, ("onnx-int8", "b8-s64"): 1.10,
+             ("onnx-o3", "b8-s64"): 1.088, ("onnx-o3", "all shapes"): 1.094,
+             ("pytorch-fp32", "b1-s16"): 1.149, ("pytorch-fp32", "b8-s64"): float("inf")}
+    lines = report.drift_reach_lines(reach)
+    assert lines[0] == ("lasting slowdowns found within 5 runs (95 %), from: onnx-int8 x1.100 "
+                        "[b8-s64], onnx-o3 x1.088 [b8-s64], pytorch-fp32 x1.149 [b1-s16]")
+    assert lines[1] == "this history's noise hides a lasting 10% drift of: pytorch-fp32"
+    assert report.drift_reach_lines({}) == []
