@@ -11,7 +11,7 @@ from perf_tests.harness.cache import ArtifactCache
 from perf_tests.harness.config import Shape, build_config
 from perf_tests.harness.cpu import detect
 from perf_tests.harness.declared import VariantSpec
-from perf_tests.harness.engines import onnxruntime
+from perf_tests.harness.engines import onnxruntime, onnxruntime_beamsearch
 from perf_tests.harness.pool import VariantPool
 from perf_tests.unit.test_models import tiny_seq2seq_folder
 
@@ -34,7 +34,9 @@ def test_local_folder_is_a_model_under_test(tmp_path, model_type):
     # the BeamSearch tools build T5 only: the tuned recipe falls back and says so
     built = pool.built("onnx-int8-tuned")
     assert f"not {model_type}" in built["fallback"], built
-    assert built["levers"][0].startswith("int8 weights (u8-symmetric as optimum's avx2 preset")
+    weights = onnxruntime_beamsearch.weights_for("preset", config.preset)  # this CPU's
+    preset = onnxruntime_beamsearch.FALLBACK_PRESETS[weights]
+    assert built["levers"][0].startswith(f"int8 weights ({weights} as optimum's {preset} preset")
     assert pool.skip_reason("onnx-int8-tuned") == ""
     hypotheses = workloads.translate(pool.engine("onnx-fp32", "quality"), pool.tokenizer("quality"),
                                      spec, ["The cat sees the car.", "Where are my keys?"])
