@@ -156,3 +156,17 @@ def test_beamsearch_rows_get_their_end_token_back():
     assert generator._with_end_tokens(rows, 5).tolist() == [[0, 5, 6, 1, 0], [0, 7, 8, 9, 4]]
     short = numpy.array([[0, 5, 6], [0, 7, 0]])  # every row ended before a cap of 5
     assert generator._with_end_tokens(short, 5).tolist() == [[0, 5, 6, 1], [0, 7, 1, 0]]
+
+
+@pytest.mark.parametrize("options, disabled", [({}, ""), ({"prepacking": True}, ""),
+                                               ({"prepacking": False}, "1")])
+def test_prepacking_is_a_load_option_of_both_onnx_engines(options, disabled):
+    from perf_tests.harness.engines import onnxruntime
+
+    session = onnxruntime.session_options(2, options)
+    try:
+        found = session.get_session_config_entry("session.disable_prepacking")
+    except RuntimeError:  # ORT raises for a key never set
+        found = ""
+    assert found == disabled
+    assert "prepacking" in beamsearch.LOAD and "prepacking" in onnxruntime.LOAD

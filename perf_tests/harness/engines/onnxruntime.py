@@ -40,6 +40,7 @@ LOAD = {
                                        ("disable", "basic", "extended", "all")),
     "mem_arena": Option(bool, "ONNX Runtime's CPU memory arena (off by default, see below)"),
     "spinning": Option(bool, "let idle intra-op threads spin (off by default)"),
+    "prepacking": Option(bool, "ONNX Runtime's prepacked copies of the weights (on by default)"),
     "encoder_file": Option(str, "the encoder graph's file name in a declared folder"),
     "decoder_file": Option(str, "the decoder graph's file name in a declared folder"),
     "decoder_with_past_file": Option(str, "the decoder-with-past graph's file name"),
@@ -204,6 +205,9 @@ def session_options(threads: int, options: dict | None = None):
     # No arena: it keeps the largest activations ever seen; measured here on t5-small-random int8
     # at b8-s64, peak memory above baseline fell from 160 MB to 142 MB (latency: see README).
     session.enable_cpu_mem_arena = options.get("mem_arena", False)
+    if not options.get("prepacking", True):
+        # the kernels then pack weights per call: less memory, slower (results/README.md)
+        session.add_session_config_entry("session.disable_prepacking", "1")
     spin = "1" if options.get("spinning", False) else "0"
     session.add_session_config_entry("session.intra_op.allow_spinning", spin)
     session.add_session_config_entry("session.inter_op.allow_spinning", spin)

@@ -44,6 +44,10 @@ RECIPE = {
     "external_data": Option(bool, "weights in a file beside the graph, memory-mapped (default "
                                   "true)"),
 }
+LOAD = {
+    "prepacking": Option(bool, "ONNX Runtime's prepacked copies of the int8 weights (default "
+                               "true; off: less memory, slower at batch 1)"),
+}
 
 
 def unavailable() -> str:
@@ -375,8 +379,8 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
 
     folder = Path(folder)
     if not (folder / GRAPH).is_file():  # built by _fallback
-        return optimum_path.load(folder, threads, {})
-    session = onnxruntime.InferenceSession(str(folder / GRAPH), session_options(threads),
+        return optimum_path.load(folder, threads, options)
+    session = onnxruntime.InferenceSession(str(folder / GRAPH), session_options(threads, options),
                                            providers=["CPUExecutionProvider"])
     generator = BeamSearchGenerator(session, AutoTokenizer.from_pretrained(folder))
     data = folder / (GRAPH + "_data")
