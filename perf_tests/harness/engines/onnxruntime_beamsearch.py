@@ -14,8 +14,9 @@ Marian) the recipe falls back to what works there, optimum's export quantized wi
 weights and decoded by ``generate()`` (see ``_fallback``); artifact.json and the report say which
 levers each artifact uses, and why one was left out.
 
-Recipe options: ``quantize`` ("u8-symmetric": uint8 weights with a zero point of 128, the same
-weights as optimum's avx2 preset; "s8": int8 weights; none: fp32), ``per_channel`` and
+Recipe options: ``quantize`` ("preset": this CPU's, see ``weights_for``; "u8-symmetric": uint8
+weights with a zero point of 128, the same weights as optimum's avx2 preset; "s8": symmetric
+int8 weights; none: fp32), ``per_channel`` and
 ``share_embedding`` (see ``share_embedding``).
 Research behind it: ../shared/research/beamsearch-trial.md (the trial that first ran it here).
 """
@@ -131,7 +132,7 @@ def weights_for(quantize: str | None, preset: str) -> str | None:
     """The weights a ``quantize`` value stands for on this CPU.
 
     "preset" picks s8 where the CPU has AVX-512 VNNI, which multiplies u8 activations by s8
-    weights without saturating (0.69x of u8's latency at b8-s64 on this project's Zen 4 VM),
+    weights without saturating (0.69-0.86x of u8's latency at b8-s64 on this project's Zen 4 VM),
     and u8 symmetric elsewhere: AVX2's and AVX-512BW's u8 x s8 instruction (VPMADDUBSW) can
     saturate, which ONNX Runtime's quantization docs give as the cause of accuracy drops, and on
     the AVX2-only VM of the first trial s8 diverged more from fp32 greedy (11 of 20 sentences
