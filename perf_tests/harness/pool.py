@@ -96,8 +96,8 @@ class VariantPool:
             return self._perturbed_model(role, noise) if noise else self.model_folder(role)
 
         def source() -> Path:  # the planted model's export when this variant is planted
-            return self._export(role, model(), noise) if spec.module.SOURCE == "export" \
-                else model()
+            from_export = spec.module.source_for(self.specs[role].model_type) == "export"
+            return self._export(role, model(), noise) if from_export else model()
 
         if not spec.module.builds(spec.recipe):
             return model()
@@ -117,7 +117,7 @@ class VariantPool:
         preset = self.config.preset if spec.uses_preset else None
         parts = self._key_parts(role, noise, engine=spec.engine, recipe=spec.recipe,
                                 preset=preset,
-                                engine_version=getattr(spec.module, "BUILD_VERSION", 1))
+                                engine_version=spec.module.BUILD_VERSION)
         return self.cache.get_or_build(
             f"{spec.name}-{_safe(self.specs[role].name)}", parts,
             lambda out: spec.module.build(source(), out, spec.recipe, preset or ""))

@@ -41,8 +41,7 @@ class Engine:
     @property
     def steps_reported(self) -> bool:
         """Whether ``generate`` ticks a step clock (not where the loop is one native call)."""
-        reported = getattr(self.generator, "steps_reported", None)
-        return reported() if reported else True
+        return getattr(self.generator, "steps_reported", True)
 
     def close(self) -> None:
         """Let go of the engine's model (and, for engines that have one, its native runtime)."""

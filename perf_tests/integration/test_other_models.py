@@ -19,8 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("model_type", ["bart", "marian"])
-def test_local_folder_is_a_model_under_test(tmp_path, model_type):
+def test_local_folder_is_a_model_under_test(tmp_path, model_type, monkeypatch):
     folder = tiny_seq2seq_folder(tmp_path / model_type, model_type)
+    exports, export = [], onnxruntime.export
+    monkeypatch.setattr(onnxruntime, "export",
+                        lambda model, out: exports.append(model.name) or export(model, out))
     config = build_config({"model": str(folder), "cache_dir": str(tmp_path / "cache"),
                            "results_dir": str(tmp_path / "results"), "threads": "1"}, detect())
     spec = models.resolve(str(folder))
@@ -38,6 +41,7 @@ def test_local_folder_is_a_model_under_test(tmp_path, model_type):
     preset = onnxruntime_beamsearch.FALLBACK_PRESETS[weights]
     assert built["levers"][0].startswith(f"int8 weights ({weights} as optimum's {preset} preset")
     assert pool.skip_reason("onnx-int8-tuned") == ""
+    assert exports == [folder.name], exports  # the fallback reused the ONNX recipes' export
     hypotheses = workloads.translate(pool.engine("onnx-fp32", "quality"), pool.tokenizer("quality"),
                                      spec, ["The cat sees the car.", "Where are my keys?"])
     assert len(hypotheses) == 2

@@ -144,6 +144,8 @@ def test_beamsearch_graph_for_t5_only_and_a_fallback_for_the_rest(model_type, gr
     loaded in perf_tests/integration/test_other_models.py)."""
     assert (beamsearch.beam_search_problem(model_type) == "") is graph
     assert beamsearch.unsupported(model_type) == ""
+    # the fallback starts from optimum's cached export, shared with the other ONNX recipes
+    assert beamsearch.source_for(model_type) == ("model" if graph else "export")
 
 
 def test_beamsearch_rows_get_their_end_token_back():

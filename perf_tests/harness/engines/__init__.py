@@ -9,6 +9,8 @@ new file. Every engine module defines:
 ``SOURCE``
     what its builder starts from: ``"model"`` (the Hugging Face folder) or ``"export"``
     (optimum's fp32 ONNX export, an intermediate artifact shared by every ONNX recipe).
+``source_for(model_type)`` (optional, default ``SOURCE``)
+    the same for one model type, where an engine builds some types from another source.
 ``RECIPE``, ``LOAD``
     option name -> ``Option``: what a declaration may set for building and for loading.
 ``unavailable()``
@@ -95,7 +97,8 @@ class Generator(Protocol):
     def encode(self, inputs: dict) -> bool:
         """Run the encoder alone; False when the engine has no way to."""
 
-    # optional: close() lets go of native resources when the pool releases the engine
+    # optional: close() lets go of native resources when the pool releases the engine, and
+    # steps_reported = False where generate() cannot tick a StepClock (one native call)
 
 
 @dataclass
@@ -118,6 +121,10 @@ def _nothing_unsupported(*_) -> str:
     return ""
 
 
+def _fixed(source: str):
+    return lambda model_type: source
+
+
 # What an engine module may leave out: the common case, filled in at discovery.
 DEFAULTS = {"LOAD": {}, "BUILD_VERSION": 1, "unsupported": _nothing_unsupported,
             "verify": _nothing_unsupported, "builds": lambda recipe: True,
@@ -133,6 +140,8 @@ def _discover() -> dict[str, ModuleType]:
         for name, default in DEFAULTS.items():
             if not hasattr(engine, name):
                 setattr(engine, name, default)
+        if not hasattr(engine, "source_for"):
+            engine.source_for = _fixed(engine.SOURCE)
         found[engine.NAME] = engine
     return found
 

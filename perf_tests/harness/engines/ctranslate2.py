@@ -60,10 +60,6 @@ def import_libraries() -> None:
     from transformers import AutoTokenizer  # noqa: F401
 
 
-
-
-
-
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
     from ctranslate2.converters import TransformersConverter
 
@@ -130,5 +126,3 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     generator = Ct2Generator(translator, tokenizer, config.get("decoder_start_token") or "<pad>")
     files = tuple(folder / name for name in MODEL_FILES if (folder / name).is_file())
     return Loaded(generator, files)
-
-

@@ -51,8 +51,6 @@ def unavailable() -> str:
     return ""  # optimum-onnx[onnxruntime] is one of the suite's own requirements
 
 
-
-
 def holds_model(folder: Path) -> str:
     folder = Path(folder)
     if not any(p.name.startswith("encoder_model") for p in folder.glob("*.onnx")):
@@ -68,8 +66,6 @@ def import_libraries() -> None:
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
     from optimum.onnxruntime import ORTModelForSeq2SeqLM  # noqa: F401
-
-
 
 
 def uses_preset(recipe: dict) -> bool:

@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 
 from perf_tests.harness.engines import Loaded, Option, import_problem
+from perf_tests.harness.engines import onnxruntime as optimum_path
 from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
 
 NAME = "onnxruntime-beamsearch"
@@ -63,11 +64,15 @@ def beam_search_problem(model_type: str) -> str:
     return ""
 
 
-def holds_model(folder: Path) -> str:
-    from perf_tests.harness.engines import onnxruntime
+def source_for(model_type: str) -> str:
+    """The fallback of a model the BeamSearch tools do not build starts from optimum's export,
+    the cached intermediate every ONNX recipe of that model shares."""
+    return "export" if beam_search_problem(model_type) else SOURCE
 
+
+def holds_model(folder: Path) -> str:
     folder = Path(folder)
-    if not (folder / GRAPH).is_file() and onnxruntime.holds_model(folder):
+    if not (folder / GRAPH).is_file() and optimum_path.holds_model(folder):
         return (f"{folder} holds no {GRAPH} (a BeamSearch graph built by convert_generation) "
                 f"and no optimum export")
     if not has_tokenizer(folder):
@@ -79,10 +84,6 @@ def import_libraries() -> None:
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401
-
-
-
-
 
 
 # ---------------------------------------------------------------- building
@@ -231,7 +232,7 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
     config = json.loads((Path(source) / "config.json").read_text())
     for_preset = f" for {preset}" if uses_preset(recipe) else ""
     recipe = {**recipe, "quantize": weights_for(recipe.get("quantize"), preset)}
-    if beam_search_problem(config["model_type"]):
+    if beam_search_problem(config["model_type"]):  # source is then optimum's export
         return _fallback(source, out, recipe, beam_search_problem(config["model_type"]))
     work = out / ".work"
     with outline(f"exporting {Path(source).name}'s encoder and decoder with ORT's T5 tools"):
@@ -241,7 +242,7 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
                 optimize_onnx=False, overwrite=True, model_type="t5",
                 encoder_decoder_init=True)
     parts = {("encoder" if "encoder" in Path(p).name else "decoder"): Path(p) for p in exported}
-    shared = False
+    shared = ""
     if recipe.get("quantize"):
         with outline(f"quantizing both subgraphs ({recipe['quantize']})"):
             for role, path in list(parts.items()):
@@ -263,9 +264,7 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
             "--output", str(out / GRAPH)]))
     shutil.rmtree(work)
     if recipe.get("external_data", True):
-        from perf_tests.harness.engines.onnxruntime import externalize
-
-        externalize(out / GRAPH, out / GRAPH)
+        optimum_path.externalize(out / GRAPH, out / GRAPH)
     copy_side_files(source, out)
     return {"graph": GRAPH, "levers": _levers(out / GRAPH, recipe, shared, for_preset)}
 
@@ -274,21 +273,15 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
 FALLBACK_PRESETS = {"u8-symmetric": "avx2", "s8": "avx512_vnni"}
 
 
-def _fallback(source: Path, out: Path, recipe: dict, why: str) -> dict:
-    """What works for a model the BeamSearch tools do not build: optimum's export, quantized
-    with the same int8 weights as the tuned graph, weights stored apart, decoded by
-    ``generate()``. The levers left out are listed with the reason."""
-    from perf_tests.harness.engines import onnxruntime
-
-    work = out / ".work"
-    onnxruntime.export(source, work)
+def _fallback(export: Path, out: Path, recipe: dict, why: str) -> dict:
+    """What works for a model the BeamSearch tools do not build: optimum's export (the cached
+    one, see ``source_for``), quantized with the same int8 weights as the tuned graph, weights
+    stored apart, decoded by ``generate()``. The levers left out are listed with the reason."""
     if recipe.get("quantize"):
-        onnxruntime.quantize(work, out, FALLBACK_PRESETS[recipe["quantize"]],
-                             {"per_channel": recipe.get("per_channel", False)})
+        optimum_path.quantize(export, out, FALLBACK_PRESETS[recipe["quantize"]],
+                              {"per_channel": recipe.get("per_channel", False)})
     else:
-        onnxruntime.fp32(work, out)
-    shutil.rmtree(work)
-    copy_side_files(source, out)
+        optimum_path.fp32(export, out)
     levers = ["weights stored apart and memory-mapped"]
     if recipe.get("quantize"):
         levers.insert(0, f"int8 weights ({recipe['quantize']} as optimum's "
@@ -321,6 +314,8 @@ def _levers(graph: Path, recipe: dict, shared: str, for_preset: str) -> list[str
 # ---------------------------------------------------------------- loading
 
 class BeamSearchGenerator:
+    steps_reported = False  # the loop runs inside one ONNX Runtime call: no per-step clock
+
     def __init__(self, session, tokenizer):
         self.session, self.tokenizer = session, tokenizer
         # Built with --custom_attention_mask: without the tokenizer's mask the operator attends
@@ -367,31 +362,22 @@ class BeamSearchGenerator:
     def encode(self, inputs: dict) -> bool:
         return False  # the encoder is a subgraph of the one BeamSearch node
 
-    def steps_reported(self) -> bool:
-        return False  # the loop runs inside one ONNX Runtime call: no per-step clock
 
 
 def load(folder: Path, threads: int, options: dict) -> Loaded:
     import onnxruntime
     from transformers import AutoTokenizer
 
-    from perf_tests.harness.engines import onnxruntime as optimum_path
-    from perf_tests.harness.engines.onnxruntime import session_options
-
     folder = Path(folder)
     if not (folder / GRAPH).is_file():  # built by _fallback
         return optimum_path.load(folder, threads, options)
-    session = onnxruntime.InferenceSession(str(folder / GRAPH), session_options(threads, options),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(folder / GRAPH), optimum_path.session_options(threads, options),
+        providers=["CPUExecutionProvider"])
     generator = BeamSearchGenerator(session, AutoTokenizer.from_pretrained(folder))
     data = folder / (GRAPH + "_data")
     return Loaded(generator, (folder / GRAPH, *([data] if data.is_file() else [])))
 
 
-
-
-def verify(loaded: Loaded, recipe: dict) -> str:
-    """A quantize recipe must have loaded integer operators (subgraphs of BeamSearch counted)."""
-    from perf_tests.harness.engines import onnxruntime
-
-    return onnxruntime.verify(loaded, recipe)
+# a quantize recipe must load integer operators (the BeamSearch subgraphs' are counted)
+verify = optimum_path.verify

@@ -25,8 +25,6 @@ def unavailable() -> str:
     return ""  # torch and transformers are the suite's own requirements
 
 
-
-
 def holds_model(folder: Path) -> str:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -43,8 +41,6 @@ def import_libraries() -> None:
 
 def builds(recipe: dict) -> bool:
     return bool(recipe.get("quantize"))  # fp32 loads the model folder as it is
-
-
 
 
 def _quantized(model):
@@ -101,5 +97,3 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     # suite's own builder wrote into its cache, hash-verified before every reuse
     model.load_state_dict(torch.load(state, weights_only=False, mmap=True))
     return Loaded(HFGenerator(model), (state,))
-
-
