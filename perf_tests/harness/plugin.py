@@ -72,6 +72,9 @@ class Gate:
     verdicts: list[Verdict] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     outcome: object = None  # reporting.Outcome, once the run is finished
+    # (variant, shape id) of the selected test_token_timing items: test_latency takes those
+    # figures while the variant is loaded, and only those
+    token_timings_wanted: set = field(default_factory=set)
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -179,14 +182,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_storage = f"file://{folder}"
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """Leave the live fidelity trial out unless asked for by -m; autosave every run that times
-    something, raw samples included: that is the history."""
+    """Leave the live fidelity trial out unless asked for by -m; note which per-token figures
+    are wanted; autosave every run that times something, raw samples included: that is the
+    history."""
     if "fidelity" not in (config.option.markexpr or ""):
         live = [item for item in items if item.get_closest_marker("fidelity")]
         if live:
             config.hook.pytest_deselected(items=live)
             items[:] = [item for item in items if not item.get_closest_marker("fidelity")]
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        gate.token_timings_wanted = {
+            (item.callspec.params["variant"], item.callspec.params["shape"].id)
+            for item in items if getattr(item, "originalname", "") == "test_token_timing"}
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return

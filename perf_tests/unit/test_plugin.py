@@ -156,3 +156,20 @@ def test_skip_reason(gate):
 """)
     cpuinfo = ROOT / "perf_tests" / "unit" / "data" / "cpuinfo-avx2.txt"
     run("--perf-preset=avx512_vnni", PERF_CPUINFO=str(cpuinfo)).assert_outcomes(passed=1)
+
+
+def test_latency_tests_take_per_token_figures_only_where_selected(run, pytester):
+    """test_latency takes the per-token figures of the selected test_token_timing items, after
+    -k deselected the rest: a latency-only run (the live trial) takes none."""
+    pytester.makepyfile(test_gate_like='''
+def test_token_timing(gate, variant, shape):
+    pass
+
+def test_wanted(gate):
+    print("WANTED", sorted(gate.token_timings_wanted))
+''')
+    result = run("-s", "-k", "wanted or (token_timing and onnx-int8-tuned)",
+                 "--perf-shapes=b1-s16")
+    assert "WANTED [('onnx-int8-tuned', 'b1-s16')]" in result.stdout.str(), result.stdout.str()
+    result = run("-s", "-k", "wanted", "--perf-shapes=b1-s16")
+    assert "WANTED []" in result.stdout.str(), result.stdout.str()
