@@ -1,6 +1,7 @@
 """Variants declared without code: a folder written by optimum-cli runs through the gate and is
 judged, and a team's recipe builds. Each run is ``python -m pytest -m gate`` in a subprocess, as a
-user would run it, on the embedded tiny model with one short shape."""
+user would run it, on the embedded tiny model with one short shape, sharing the session's artifact
+cache (the tiny model's export is made once)."""
 
 import json
 import subprocess
@@ -9,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from perf_tests.harness import models
 from perf_tests.harness.config import ROOT
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]
 LIMITS = """
 [default.latency.cli-int8-vs-pytorch-fp32]
 max = 2.0   # the tiny model: ONNX Runtime's per-call overhead is a large share of a call
@@ -25,19 +24,8 @@ min = 0.9
 """
 
 
-@pytest.fixture(scope="module")
-def cli_int8(tmp_path_factory) -> Path:
-    """What the article's recipe writes: optimum-cli export onnx, then quantize --avx2."""
-    work = tmp_path_factory.mktemp("optimum-cli")
-    subprocess.run([*CLI, "export", "onnx", "--model", str(models.TINY_DIR), "--task",
-                    "text2text-generation-with-past", str(work / "export")],
-                   check=True, capture_output=True)
-    subprocess.run([*CLI, "onnxruntime", "quantize", "--onnx_model", str(work / "export"),
-                    "--avx2", "-o", str(work / "int8")], check=True, capture_output=True)
-    return work / "int8"
-
-
-def run_gate(tmp_path: Path, declarations: str, limits: str, variants: str):
+def run_gate(tmp_path: Path, cache: Path, declarations: str, limits: str, variants: str,
+             *selection: str):
     (tmp_path / "variants.toml").write_text(declarations)
     (tmp_path / "limits.toml").write_text(limits)
     done = subprocess.run(
@@ -45,17 +33,17 @@ def run_gate(tmp_path: Path, declarations: str, limits: str, variants: str):
          "--perf-model=t5-tiny-enfr", f"--perf-variants={variants}",
          f"--perf-variants-file={tmp_path / 'variants.toml'}",
          f"--perf-limits={tmp_path / 'limits.toml'}", "--perf-shapes=b1-s16",
-         "--perf-rounds=3", "--perf-threads=1", f"--perf-cache-dir={tmp_path / 'cache'}",
-         f"--perf-results-dir={tmp_path / 'results'}"],
+         "--perf-rounds=3", "--perf-threads=1", f"--perf-cache-dir={cache}",
+         f"--perf-results-dir={tmp_path / 'results'}", *selection],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     summary = tmp_path / "results" / "latest" / "summary.json"
     return done, json.loads(summary.read_text()) if summary.is_file() else None
 
 
-def test_folder_written_by_optimum_cli_is_judged(tmp_path, cli_int8):
+def test_folder_written_by_optimum_cli_is_judged(tmp_path, gate, cli_int8):
     declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n'
                     f'[cli-int8]\nengine = "onnxruntime"\nfolder = "{cli_int8}"\n')
-    done, summary = run_gate(tmp_path, declarations, LIMITS, "cli-int8")
+    done, summary = run_gate(tmp_path, gate.config.cache_dir, declarations, LIMITS, "cli-int8")
     # The latency verdict is judged but not asserted: 3 rounds of the tiny model on a shared
     # machine may land on either side of any bound. Size and BLEU do not depend on timing.
     assert done.returncode in (0, 1) and summary, (done.stdout + done.stderr)[-3000:]
@@ -70,18 +58,23 @@ def test_folder_written_by_optimum_cli_is_judged(tmp_path, cli_int8):
     loaded = summary["variants"]["cli-int8"]
     assert loaded["declaration"]["folder"] == str(cli_int8)
     assert loaded["disk_mb"] < summary["variants"]["pytorch-fp32"]["disk_mb"]
-    assert not list((tmp_path / "cache").glob("cli-int8-*")), "a declared folder was built"
+    assert not list(gate.config.cache_dir.glob("cli-int8-*")), "a declared folder was built"
 
 
-def test_a_teams_own_recipe_builds_and_runs(tmp_path):
+def test_a_teams_own_recipe_builds_and_runs(tmp_path, gate):
     declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n[int8-per-channel]\n'
                     'engine = "onnxruntime"\nrecipe = { quantize = "avx2", per_channel = true }\n')
     limits = "[default.bleu.int8-per-channel-vs-pytorch-fp32]\nmin = 0.9\n"
-    done, summary = run_gate(tmp_path, declarations, limits, "int8-per-channel")
+    # the quality tests alone: building the recipe and judging its BLEU is what is asserted
+    done, summary = run_gate(tmp_path, gate.config.cache_dir, declarations, limits,
+                             "int8-per-channel", "-k", "test_quality")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    built = [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("int8-per-")]
-    assert len(built) == 1, built
-    record = json.loads((tmp_path / "cache" / built[0] / "artifact.json").read_text())
-    assert record["parts"]["recipe"] == {"quantize": "avx2", "per_channel": True}
+    name = f"int8-per-channel-{summary['models']['perf']['name']}"
+    artifacts = summary["artifacts"]
+    assert name in artifacts["built"] + artifacts["reused"], artifacts  # built, or by a run before
+    records = [json.loads((folder / "artifact.json").read_text())
+               for folder in gate.config.cache_dir.glob(f"{name}-*")]
+    assert records and all(record["parts"]["recipe"] == {"quantize": "avx2", "per_channel": True}
+                           for record in records), records
     assert any(v["passed"] and v["message"].startswith("int8-per-channel vs pytorch-fp32")
                for v in summary["verdicts"])

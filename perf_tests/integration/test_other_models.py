@@ -1,8 +1,5 @@
 """Not only T5: local BART and Marian folders, and a folder written by optimum-cli, all load."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -47,12 +44,9 @@ def test_local_folder_is_a_model_under_test(tmp_path, model_type, monkeypatch):
     assert len(hypotheses) == 2
 
 
-def test_optimum_cli_export_loads_as_onnx_fp32(tmp_path):
-    out = tmp_path / "cli-export"
-    subprocess.run([sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx",
-                    "--model", str(models.TINY_DIR), "--task", onnxruntime.EXPORT_TASK, str(out)],
-                   check=True, capture_output=True)
-    engine = variants.load(VariantSpec("cli", "onnxruntime", folder=out), out, threads=1)
+def test_optimum_cli_export_loads_as_onnx_fp32(cli_export):
+    engine = variants.load(VariantSpec("cli", "onnxruntime", folder=cli_export), cli_export,
+                           threads=1)
     assert {p.name for p in engine.loaded_files} == {onnxruntime.ENCODER,
                                                       onnxruntime.DECODER_MERGED}
     reference = variants.load(VariantSpec("pytorch-fp32", "pytorch"), models.TINY_DIR, threads=1)
