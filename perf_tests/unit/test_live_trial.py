@@ -1,0 +1,68 @@
+"""The live trial's counting (perf_tests/harness/live_trial.py), on gate runs that return set
+verdicts: which runs make the history, which tries count, which the noise hides."""
+
+from pathlib import Path
+
+import pytest
+
+from perf_tests.harness import live_trial
+from perf_tests.harness.changepoints import FOUND_WITHIN
+
+pytestmark = pytest.mark.unit
+VARIANT, SHAPE = live_trial.FIGURE
+
+
+class SetGate:
+    """A gate run that writes one line of history per run and judges as it is told: the planted
+    variant regressed, the slow machine and unchanged runs not, a drift confirmed on its
+    FOUND_WITHIN-th run; ``catches`` and ``reach`` are the noise the runs report."""
+
+    def __init__(self, catches: float = 1.20, reach: float = 1.10, misses_drift: bool = False):
+        self.catches, self.reach, self.misses_drift = catches, reach, misses_drift
+
+    def __call__(self, results: Path, *options: str) -> dict:
+        results.mkdir(parents=True, exist_ok=True)
+        runs = results / "runs.txt"
+        with runs.open("a") as out:
+            out.write(f"{' '.join(options) or 'unchanged'}\n")
+        plant = options[0].removeprefix("--perf-plant=") if options else ""
+        drifted = plant == f"{VARIANT}:slowdown={live_trial.DRIFT}"
+        drift_runs = runs.read_text().count(plant) if drifted else 0
+        confirmed = drifted and drift_runs >= FOUND_WITHIN and not self.misses_drift
+        regressed = plant == f"{VARIANT}:slowdown={live_trial.PLANT}"
+        return {"comparisons": [{"kind": "latency", "variant": VARIANT, "shape": SHAPE,
+                                 "factor": 1.25 if regressed else 1.0, "machine_factor": 1.0,
+                                 "detectable_factor": self.catches, "regressed": regressed}],
+                "change_points": [{"variant": VARIANT, "shape": SHAPE, "confirmed": confirmed,
+                                   "shift": 1 + live_trial.DRIFT, "fails": confirmed}]
+                if drifted else [],
+                "drift_reach": [{"variant": VARIANT, "shape": SHAPE, "factor": self.reach}],
+                "notes": []}
+
+
+def summaries(tallies) -> dict:
+    return {tally.name.split()[0]: (tally.hits, tally.tries, tally.hidden) for tally in tallies}
+
+
+def test_each_kind_is_counted_and_only_unchanged_runs_make_the_history(tmp_path):
+    tallies = live_trial.run(SetGate(), tmp_path, tries=3)
+    assert summaries(tallies) == {"A/A": (0, 3, 0), "planted": (3, 3, 0), "30%": (0, 3, 0),
+                                  "15%": (2, 2, 0)}
+    history = (tmp_path / "results" / "runs.txt").read_text().splitlines()
+    assert history == ["unchanged"] * (live_trial.POOL + 3)  # plants ran on copies
+    drifted = (tmp_path / "drift-1" / "runs.txt").read_text().splitlines()
+    assert drifted[live_trial.POOL + 3:] == [f"--perf-plant={VARIANT}:slowdown=0.15"] * FOUND_WITHIN
+
+
+def test_tries_the_noise_hides_are_counted_apart(tmp_path):
+    tallies = live_trial.run(SetGate(catches=1.40, reach=1.20), tmp_path, tries=2)
+    planted, drift = tallies[1], tallies[3]
+    assert (planted.tries, planted.hidden, planted.hidden_caught) == (0, 2, 2)
+    assert (drift.tries, drift.hidden, drift.hidden_caught) == (0, 2, 2)
+    assert "(the noise hides it)" in drift.lines[0]
+
+
+def test_a_missed_drift_within_reach_counts_against_the_promise(tmp_path):
+    drift = live_trial.run(SetGate(misses_drift=True), tmp_path, tries=1)[3]
+    assert (drift.hits, drift.tries) == (0, 2)
+    assert drift.lines[0].startswith(f"drift: MISSED after {FOUND_WITHIN} runs")
