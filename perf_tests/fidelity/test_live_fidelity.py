@@ -3,7 +3,8 @@
 Whole gate runs in fresh processes (pytorch-fp32, onnx-fp32 and onnx-int8 at b1-s16), with a
 history of the trial's own and the session's artifact cache, each judged by the gate's own check
 and read back from its summary.json; the kinds of tries and how they are counted:
-perf_tests/harness/live_trial.py (A/A, planted 25 %, a 30 % slower machine, a lasting drift).
+perf_tests/harness/live_trial.py (A/A, planted 25 % and 40 %, a 30 % slower machine, a lasting
+drift).
 
 Each rate comes with its Wilson 95 % interval. The test fails only when a rate is worse than the
 promise with that confidence (the interval lies wholly on the wrong side), never on one unlucky
@@ -50,7 +51,8 @@ def gate_run(gate):
 @pytest.mark.skipif(TRIES < 1, reason="PERF_FIDELITY_TRIES=0")
 def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path,
                                                      record_testsuite_property):
-    aa, planted, slow, drift = tallies = live_trial.run(gate_run, tmp_path, TRIES)
+    tallies = live_trial.run(gate_run, tmp_path, TRIES)
+    aa, *planted, slow, drift = tallies
     for tally in tallies:
         print("\n".join(tally.lines))
         print(tally.summary())
@@ -59,5 +61,6 @@ def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path,
         record_testsuite_property(tally.name, tally.summary())
     assert aa.interval()[0] <= PROMISED_FALSE_ALARMS, aa.summary()
     assert slow.interval()[0] <= PROMISED_FALSE_ALARMS, slow.summary()
-    assert planted.interval()[1] >= PROMISED_DETECTION, planted.summary()
+    for tally in planted:
+        assert tally.interval()[1] >= PROMISED_DETECTION, tally.summary()
     assert drift.interval()[1] >= PROMISED_DETECTION, drift.summary()

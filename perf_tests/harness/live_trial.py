@@ -11,7 +11,8 @@ POOL unchanged runs make the history; then ``tries`` runs of each kind:
 - A/A: an unchanged run, appended to the history (so the pool moves on as it does at night);
 - planted: the figure's variant 25 % slower (``--perf-plant <variant>:slowdown=0.25``) on a copy
   of the history, so it never becomes another try's baseline; a try whose ``catches`` is above
-  1.25 is one the machine's noise hides, counted apart;
+  1.25 is one the machine's noise hides, counted apart; and 40 % slower, the change the README
+  promises to catch on a shared 2-core runner;
 - slow machine: every variant 30 % slower (``all:slowdown=0.30``), on a copy;
 - drift: the variant DRIFT slower for good, FOUND_WITHIN runs in a row on a copy; the
   change-point detector must confirm it by the last of them where the run's ``drift_reach``
@@ -29,7 +30,7 @@ from perf_tests.harness.replay import Tally
 
 POOL = 10
 DRIFT_TRIES = 2
-PLANT = 0.25
+PLANTS = (0.25, 0.40)  # what the issue asks to catch; what a shared 2-core runner promises
 SLOW_MACHINE = 0.30
 # 15 %, not the 10 % the recorded histories are replayed with: the trial's one figure (onnx-int8
 # at b1-s16) is the noisiest of the gate (9-11 % between unchanged runs), beyond 10 %'s reach
@@ -63,9 +64,9 @@ def _copy(history: Path, folder: Path) -> Path:
     return folder
 
 
-def _planted(tally: Tally, check: dict, figure) -> None:
+def _planted(tally: Tally, check: dict, figure, plant: float) -> None:
     found = judged(check, figure)
-    if found and found["detectable_factor"] > 1 + PLANT:  # the noise hides it
+    if found and found["detectable_factor"] > 1 + plant:  # the noise hides it
         tally.hidden += 1
         tally.hidden_caught += found["regressed"]
     else:
@@ -87,21 +88,23 @@ def _drift(tally: Tally, check: dict, figure) -> None:
 
 
 def run(gate_run: GateRun, workdir: Path, tries: int, figure=FIGURE) -> list[Tally]:
-    """The trial's four tallies: A/A false alarms, planted caught, slow-machine false alarms,
+    """The trial's tallies: A/A false alarms, each plant caught, slow-machine false alarms,
     drifts found. ``workdir`` holds the trial's history and its copies."""
     variant = figure[0]
     results = workdir / "results"
     for _ in range(POOL):
         gate_run(results)
-    aa, planted = Tally("A/A false alarms"), Tally(f"planted {PLANT:.0%} slowdown caught")
+    aa = Tally("A/A false alarms")
+    planted = [Tally(f"planted {plant:.0%} slowdown caught") for plant in PLANTS]
     slow = Tally(f"{SLOW_MACHINE:.0%} slower machine false alarms")
     drift = Tally(f"{DRIFT:.0%} drift found")
     for attempt in range(tries):
         check = gate_run(results)
         aa.add(tripped(check), row("A/A", check, figure))
-        check = gate_run(_copy(results, workdir / f"planted-{attempt}"),
-                         f"--perf-plant={variant}:slowdown={PLANT}")
-        _planted(planted, check, figure)
+        for plant, tally in zip(PLANTS, planted):
+            check = gate_run(_copy(results, workdir / f"planted-{plant:g}-{attempt}"),
+                             f"--perf-plant={variant}:slowdown={plant}")
+            _planted(tally, check, figure, plant)
         check = gate_run(_copy(results, workdir / f"slow-{attempt}"),
                          f"--perf-plant=all:slowdown={SLOW_MACHINE}")
         slow.add(tripped(check), row("slow machine", check, figure))
@@ -110,4 +113,4 @@ def run(gate_run: GateRun, workdir: Path, tries: int, figure=FIGURE) -> list[Tal
         for _ in range(FOUND_WITHIN):
             check = gate_run(drifted, f"--perf-plant={variant}:slowdown={DRIFT}")
         _drift(drift, check, figure)
-    return [aa, planted, slow, drift]
+    return [aa, *planted, slow, drift]

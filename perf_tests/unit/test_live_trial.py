@@ -29,9 +29,9 @@ class SetGate:
         drifted = plant == f"{VARIANT}:slowdown={live_trial.DRIFT}"
         drift_runs = runs.read_text().count(plant) if drifted else 0
         confirmed = drifted and drift_runs >= FOUND_WITHIN and not self.misses_drift
-        regressed = plant == f"{VARIANT}:slowdown={live_trial.PLANT}"
+        regressed = plant in [f"{VARIANT}:slowdown={p}" for p in live_trial.PLANTS]
         return {"comparisons": [{"kind": "latency", "variant": VARIANT, "shape": SHAPE,
-                                 "factor": 1.25 if regressed else 1.0, "machine_factor": 1.0,
+                                 "factor": 1.3 if regressed else 1.0, "machine_factor": 1.0,
                                  "detectable_factor": self.catches, "regressed": regressed}],
                 "change_points": [{"variant": VARIANT, "shape": SHAPE, "confirmed": confirmed,
                                    "shift": 1 + live_trial.DRIFT, "fails": confirmed}]
@@ -41,13 +41,15 @@ class SetGate:
 
 
 def summaries(tallies) -> dict:
-    return {tally.name.split()[0]: (tally.hits, tally.tries, tally.hidden) for tally in tallies}
+    return {" ".join(tally.name.split()[:2]): (tally.hits, tally.tries, tally.hidden)
+            for tally in tallies}
 
 
 def test_each_kind_is_counted_and_only_unchanged_runs_make_the_history(tmp_path):
     tallies = live_trial.run(SetGate(), tmp_path, tries=3)
-    assert summaries(tallies) == {"A/A": (0, 3, 0), "planted": (3, 3, 0), "30%": (0, 3, 0),
-                                  "15%": (2, 2, 0)}
+    assert summaries(tallies) == {"A/A false": (0, 3, 0), "planted 25%": (3, 3, 0),
+                                  "planted 40%": (3, 3, 0), "30% slower": (0, 3, 0),
+                                  "15% drift": (2, 2, 0)}
     history = (tmp_path / "results" / "runs.txt").read_text().splitlines()
     assert history == ["unchanged"] * (live_trial.POOL + 3)  # plants ran on copies
     drifted = (tmp_path / "drift-1" / "runs.txt").read_text().splitlines()
@@ -55,14 +57,16 @@ def test_each_kind_is_counted_and_only_unchanged_runs_make_the_history(tmp_path)
 
 
 def test_tries_the_noise_hides_are_counted_apart(tmp_path):
-    tallies = live_trial.run(SetGate(catches=1.40, reach=1.20), tmp_path, tries=2)
-    planted, drift = tallies[1], tallies[3]
-    assert (planted.tries, planted.hidden, planted.hidden_caught) == (0, 2, 2)
-    assert (drift.tries, drift.hidden, drift.hidden_caught) == (0, 2, 2)
+    tallies = live_trial.run(SetGate(catches=1.30, reach=1.20), tmp_path, tries=2)
+    assert summaries(tallies) == {"A/A false": (0, 2, 0), "planted 25%": (0, 0, 2),
+                                  "planted 40%": (2, 2, 0), "30% slower": (0, 2, 0),
+                                  "15% drift": (0, 0, 2)}
+    planted, drift = tallies[1], tallies[-1]
+    assert (planted.hidden_caught, drift.hidden_caught) == (2, 2)
     assert "(the noise hides it)" in drift.lines[0]
 
 
 def test_a_missed_drift_within_reach_counts_against_the_promise(tmp_path):
-    drift = live_trial.run(SetGate(misses_drift=True), tmp_path, tries=1)[3]
+    drift = live_trial.run(SetGate(misses_drift=True), tmp_path, tries=1)[-1]
     assert (drift.hits, drift.tries) == (0, 2)
     assert drift.lines[0].startswith(f"drift: MISSED after {FOUND_WITHIN} runs")
