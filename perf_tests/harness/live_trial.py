@@ -78,7 +78,8 @@ def _drift(tally: Tally, check: dict, figure) -> None:
                 for cp in check["change_points"])
     reach = next((r["factor"] for r in check.get("drift_reach", [])
                   if (r["variant"], r["shape"]) == figure), float("inf"))
-    line = f"drift: {'found' if found else 'MISSED'} after {FOUND_WITHIN} runs (found from x{reach:.3f})"
+    line = (f"drift: {'found' if found else 'MISSED'} after {FOUND_WITHIN} runs "
+            f"(found from x{reach:.3f})")
     if reach > 1 + DRIFT:  # the noise hides it
         tally.hidden += 1
         tally.hidden_caught += found
