@@ -57,6 +57,10 @@ def kernel_high_water_mark() -> int:
 
 def measure(request: dict) -> dict:
     import psutil
+
+    from perf_tests.harness import engines
+
+    engines.prepare_process({request["declaration"]["engine"]})  # before torch, as in the gate
     import torch  # noqa: F401  (imported before the baseline, as every loader needs it)
     from optimum.onnxruntime import ORTModelForSeq2SeqLM  # noqa: F401
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: F401

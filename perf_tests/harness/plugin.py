@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from perf_tests.harness import cpu, history, models, summary
+from perf_tests.harness import cpu, engines, history, models, summary
 from perf_tests.harness.cache import ArtifactCache, ArtifactError
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
 from perf_tests.harness.judge import Limit, Limits, ModelFacts, Verdict, judge, no_ratio
@@ -75,6 +75,7 @@ class Gate:
     # (variant, shape id) of the selected test_token_timing items: test_latency takes those
     # figures while the variant is loaded, and only those
     token_timings_wanted: set = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # said in the header: engines.prepare_process
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -153,13 +154,15 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
 def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
     """Validate options, models and limits; raise ConfigError or ModelError with one line."""
     config = build_config(raw, cpu_info)
+    # before the models are resolved, which imports torch
+    notes = engines.prepare_process({config.declared[v].engine for v in config.variants})
     specs = {"perf": models.resolve(config.perf_model)}
     specs["quality"] = (specs["perf"] if config.quality_model == config.perf_model
                         else models.resolve(config.quality_model))
     limits = Limits.load(config.limits_file, config.preset,
                          {role: model_facts(spec) for role, spec in specs.items()},
                          variants=tuple(config.declared))
-    return Gate(config, limits, specs)
+    return Gate(config, limits, specs, notes=notes)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark opens its storage
@@ -216,7 +219,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     gate = config.stash.get(GATE_KEY, None)
-    return gate.config.header_lines() if gate else []
+    return [*gate.config.header_lines(), *(f"perf-gate: NOTE {n}" for n in gate.notes)] \
+        if gate else []
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -8,6 +8,8 @@ from perf_tests.harness import declared
 from perf_tests.harness.config import BASELINE, VARIANTS_FILE, ConfigError
 from perf_tests.harness.engines import ENGINES, Option
 
+pytestmark = pytest.mark.unit
+
 BASE = '[pytorch-fp32]\nengine = "pytorch"\n\n'
 
 

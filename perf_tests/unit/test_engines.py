@@ -6,6 +6,8 @@ import torch
 
 from perf_tests.harness.engines import onnxruntime_beamsearch as beamsearch
 
+pytestmark = pytest.mark.unit
+
 
 def legacy_past(layers: int = 2):
     """Past key/values as ORT's T5 tools pass them: self K, V per layer, then cross K, V."""
@@ -172,3 +174,67 @@ def test_prepacking_is_a_load_option_of_both_onnx_engines(options, disabled):
         found = ""
     assert found == disabled
     assert "prepacking" in beamsearch.LOAD and "prepacking" in onnxruntime.LOAD
+
+
+def _openmp_of_ctranslate2(tmp_path, code: str) -> set[str]:
+    """The libgomp files that CTranslate2's library binds its OpenMP calls to, as glibc's dynamic
+    linker reports them (LD_DEBUG=bindings), in a fresh process running ``code``."""
+    import os
+    import subprocess
+    import sys
+
+    from perf_tests.harness.config import ROOT
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(tmp_path / "ld")}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    found = set()
+    for log in tmp_path.glob("ld.*"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "libctranslate2" in line.split(" to ")[0] and "`GOMP_parallel'" in line:
+                found.add(line.split(" to ")[1].split()[0].rsplit("/", 2)[-2])
+    return found
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                    reason="reads glibc's LD_DEBUG")
+def test_ctranslate2_keeps_its_own_openmp_runtime_when_prepared_before_torch(tmp_path):
+    """Imported after torch, CTranslate2 binds torch's libgomp and PyTorch's rounds interleaved
+    with it run twice as slow (engines.ctranslate2.before_torch); the gate prepares its
+    process first. The folder each binding lands in says whose runtime it is."""
+    pytest.importorskip("ctranslate2")
+    prepared = ("from perf_tests.harness import engines; "
+                "assert not engines.prepare_process({'ctranslate2'}); import torch")
+    assert _openmp_of_ctranslate2(tmp_path / "prepared", prepared) == {"ctranslate2.libs"}
+    late = "import torch, ctranslate2"  # the order that slowed PyTorch: the test can fail
+    assert _openmp_of_ctranslate2(tmp_path / "late", late) == {"lib"}  # torch/lib/libgomp.so.1
+
+
+def test_a_late_ctranslate2_is_one_note_for_the_header():
+    import subprocess
+    import sys
+
+    from perf_tests.harness.config import ROOT
+
+    code = ("import torch; from perf_tests.harness import engines; "
+            "print(engines.prepare_process({'ctranslate2'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert "torch was imported before ctranslate2" in done.stdout
+
+
+def test_nothing_imports_torch_before_the_gate_prepares_its_process(tmp_path):
+    """pytest's own start (its configuration, warning filters that name a class, other plugins)
+    must leave torch unimported until the plugin has run engines.prepare_process; the header
+    says so when it could not (a warning filter naming torch.jit.TracerWarning did this)."""
+    import subprocess
+    import sys
+
+    from perf_tests.harness.config import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gate", "--collect-only",
+                           "-p", "no:cacheprovider", f"--perf-results-dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert "perf-gate: arch" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "NOTE torch was imported before" not in done.stdout

@@ -21,6 +21,10 @@ new file. Every engine module defines:
     "" when a folder a team built itself holds a model the engine loads, else why not.
 ``import_libraries()``
     imports what ``load`` needs; the memory probe calls it before reading its baseline RSS.
+``before_torch()`` (optional, default nothing)
+    what must happen in a process before torch is imported there (``prepare_process``, called
+    by the plugin at configure time and by the memory probe first); "" or a note saying why it
+    could not be done, for the session's header.
 ``uses_preset(recipe)``
     whether the CPU's quantization preset is part of the recipe (and so of the artifact key).
 ``builds(recipe)``
@@ -128,7 +132,7 @@ def _fixed(source: str):
 # What an engine module may leave out: the common case, filled in at discovery.
 DEFAULTS = {"LOAD": {}, "BUILD_VERSION": 1, "unsupported": _nothing_unsupported,
             "verify": _nothing_unsupported, "builds": lambda recipe: True,
-            "uses_preset": lambda recipe: False}
+            "uses_preset": lambda recipe: False, "before_torch": lambda: ""}
 
 
 def _discover() -> dict[str, ModuleType]:
@@ -147,3 +151,10 @@ def _discover() -> dict[str, ModuleType]:
 
 
 ENGINES: dict[str, ModuleType] = _discover()
+
+
+def prepare_process(engines: set[str] | None = None) -> list[str]:
+    """Run the ``before_torch`` of the named engines (default: every engine) in this process,
+    before anything imports torch; the notes of those that could not do it."""
+    chosen = ENGINES if engines is None else {n: ENGINES[n] for n in engines if n in ENGINES}
+    return [note for note in (engine.before_torch() for engine in chosen.values()) if note]

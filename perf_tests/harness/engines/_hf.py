@@ -4,7 +4,23 @@ models (PyTorch and ONNX Runtime): ``generate`` with the step clock as a logits 
 from __future__ import annotations
 
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def tracing():
+    """An export that traces the model: torch.jit's TracerWarnings (what tracing could not
+    capture, expected for a seq2seq export) are not errors there. Filtered here and not in
+    pyproject.toml's filterwarnings, because pytest resolves a warning class named there by
+    importing it while it reads its configuration, and importing torch that early keeps the
+    gate from preparing its process first (engines.prepare_process, for CTranslate2)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
 
 
 def _clock_processor(clock):

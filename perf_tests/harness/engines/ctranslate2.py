@@ -12,6 +12,7 @@ hypothesis cut by the length cap can be told from a finished one) and returns id
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from perf_tests.harness.engines import Loaded, Option, import_problem
@@ -51,6 +52,30 @@ def holds_model(folder: Path) -> str:
     if not has_tokenizer(folder):
         return (f"{folder} holds no tokenizer files: copy the Hugging Face model's tokenizer "
                 "files beside model.bin (CTranslate2 takes tokens, not ids)")
+    return ""
+
+
+def before_torch() -> str:
+    """Import CTranslate2 before torch, so that it keeps an OpenMP runtime of its own.
+
+    torch loads its libgomp into the process's global symbol scope, and a library loaded after
+    it binds its OpenMP calls there: CTranslate2's worker thread then becomes a second team
+    master in torch's runtime, which then counts more threads than CPUs and stops spinning
+    between parallel regions. PyTorch rounds interleaved with CTranslate2 ran 2.0x (b1-s16) and
+    1.6x (b8-s64) slower than PyTorch's own test for it on a 2-vCPU Emerald Rapids VM (22
+    recorded gate runs; results/README.md), which made CTranslate2's ratio look twice as good.
+    Imported first, it binds its own bundled libgomp (a unit test reads the dynamic linker's
+    bindings)."""
+    if "ctranslate2" in sys.modules:
+        return ""
+    if "torch" in sys.modules:
+        return ("torch was imported before ctranslate2 in this process: CTranslate2 shares "
+                "torch's OpenMP runtime, which slows the PyTorch rounds interleaved with it "
+                "(about 2x here); run the gate from its own pytest process")
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        pass  # unavailable() says why, for each variant of this engine
     return ""
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from perf_tests.harness.cpu import PRESETS
 from perf_tests.harness.engines import Loaded, Option
-from perf_tests.harness.engines._hf import HFGenerator, copy_side_files
+from perf_tests.harness.engines._hf import HFGenerator, copy_side_files, tracing
 from perf_tests.harness.progress import outline
 
 NAME = "onnxruntime"
@@ -83,7 +83,7 @@ def export(model_folder: Path, out: Path) -> dict:
     """
     from optimum.exporters.onnx import main_export
 
-    with outline(f"exporting {Path(model_folder).name} to ONNX ({EXPORT_TASK})"):
+    with outline(f"exporting {Path(model_folder).name} to ONNX ({EXPORT_TASK})"), tracing():
         main_export(str(model_folder), output=out, task=EXPORT_TASK, do_validation=False,
                     device="cpu")
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}

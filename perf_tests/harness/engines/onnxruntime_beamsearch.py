@@ -30,7 +30,7 @@ from pathlib import Path
 
 from perf_tests.harness.engines import Loaded, Option, import_problem
 from perf_tests.harness.engines import onnxruntime as optimum_path
-from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer
+from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer, tracing
 
 NAME = "onnxruntime-beamsearch"
 BUILD_VERSION = 3  # part of the artifact key: bump when build() writes something else
@@ -236,7 +236,7 @@ def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
         return _fallback(source, out, recipe, beam_search_problem(config["model_type"]))
     work = out / ".work"
     with outline(f"exporting {Path(source).name}'s encoder and decoder with ORT's T5 tools"):
-        with cache_objects_for_t5_export():
+        with cache_objects_for_t5_export(), tracing():
             exported = convert_to_onnx.export_onnx_models(
                 str(source), str(work / "hf"), str(work / "raw"), use_int32_inputs=True,
                 optimize_onnx=False, overwrite=True, model_type="t5",
