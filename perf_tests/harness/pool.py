@@ -158,11 +158,13 @@ class VariantPool:
     def _release_candidates(self, keep: str) -> None:
         """Close every loaded engine but the baseline and ``keep``, before loading another.
 
-        Each candidate runs beside the baseline only, as it would in a deployment: a live
+        Each candidate runs beside the baseline only, as it would in a deployment. A live
         CTranslate2 translator (idle, using no CPU) made PyTorch's dynamic int8 about 1.7 times
         slower on this project's 2-core VM (t5-small-random b1-s16: 371-377 ms with ct2-int8
-        loaded before it, 212-221 ms without, 213 ms once the translator was deleted; the fp32
-        paths were not affected). Reloading costs at most a second per variant.
+        loaded before it, 212-221 ms without, 213 ms once the translator was deleted): its worker
+        thread was a second OpenMP team master in torch's runtime, which then stopped spinning
+        (engines.ctranslate2.before_torch, which now prevents it, slowed pytorch-fp32 too).
+        Reloading costs at most a second per variant.
         """
         released = [k for k in self._engines if k[0] not in (keep, self.config.baseline)]
         for key in released:

@@ -1,9 +1,14 @@
 """Engine details that upstream changes could break: each fails loudly the day they do."""
 
+import os
+import subprocess
+import sys
+
 import numpy
 import pytest
 import torch
 
+from perf_tests.harness.config import ROOT
 from perf_tests.harness.engines import onnxruntime_beamsearch as beamsearch
 
 pytestmark = pytest.mark.unit
@@ -179,12 +184,6 @@ def test_prepacking_is_a_load_option_of_both_onnx_engines(options, disabled):
 def _openmp_of_ctranslate2(tmp_path, code: str) -> set[str]:
     """The libgomp files that CTranslate2's library binds its OpenMP calls to, as glibc's dynamic
     linker reports them (LD_DEBUG=bindings), in a fresh process running ``code``."""
-    import os
-    import subprocess
-    import sys
-
-    from perf_tests.harness.config import ROOT
-
     tmp_path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(tmp_path / "ld")}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
@@ -197,7 +196,7 @@ def _openmp_of_ctranslate2(tmp_path, code: str) -> set[str]:
     return found
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="reads glibc's LD_DEBUG")
 def test_ctranslate2_keeps_its_own_openmp_runtime_when_prepared_before_torch(tmp_path):
     """Imported after torch, CTranslate2 binds torch's libgomp and PyTorch's rounds interleaved
@@ -212,11 +211,6 @@ def test_ctranslate2_keeps_its_own_openmp_runtime_when_prepared_before_torch(tmp
 
 
 def test_a_late_ctranslate2_is_one_note_for_the_header():
-    import subprocess
-    import sys
-
-    from perf_tests.harness.config import ROOT
-
     code = ("import torch; from perf_tests.harness import engines; "
             "print(engines.prepare_process({'ctranslate2'}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -228,11 +222,6 @@ def test_nothing_imports_torch_before_the_gate_prepares_its_process(tmp_path):
     """pytest's own start (its configuration, warning filters that name a class, other plugins)
     must leave torch unimported until the plugin has run engines.prepare_process; the header
     says so when it could not (a warning filter naming torch.jit.TracerWarning did this)."""
-    import subprocess
-    import sys
-
-    from perf_tests.harness.config import ROOT
-
     done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gate", "--collect-only",
                            "-p", "no:cacheprovider", f"--perf-results-dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True)
