@@ -88,21 +88,32 @@ def test_no_change_point_in_unchanged_runs(runs):
     assert tally.hits == 0, "\n".join(tally.lines)
 
 
+# Recorded shortfalls of a promise, by recording and trial: the exact count, so that a change
+# of the rule either way fails the test (results/README.md has each one).
+SHORTFALLS = {
+    # both onnx-int8 at b8-s64, whose reach (x1.07-x1.08) sits just under the 10 % drift
+    ("intel-emerald-rapids", "10% drift missed within reach"): 2,
+    # a ct2-int8 round twice as fast as its others, then a usual one (+92 %)
+    ("intel-emerald-rapids", "unchanged pairs failing min:30%"): 1,
+}
+
+
+def shortfall(runs, trial: str) -> int:
+    return SHORTFALLS.get((runs[0].path.parents[1].name, trial), 0)
+
+
 def test_a_sustained_drift_is_found_within_five_runs_where_the_noise_allows(runs):
-    """A drift within the report's reach (changepoints.drift_reach: confirmed in 95 % of cases)
-    is found, at 10 % and at 15 %, at least as often as that promises (its Wilson interval
-    reaches 95 %); the rest are counted apart. The recorded figures move by 2-14 % between
-    unchanged runs, so a 10 % drift is within reach of the steadier series only (the Zen 4 VM:
-    4 of 12 tries, all found; the Emerald Rapids VM: 16 of 21, 14 found, both misses onnx-int8
-    at b8-s64 with a reach of x1.07-x1.08), a 15 % or 20 % drift of almost every series."""
+    """Every drift within the report's reach (changepoints.drift_reach) is found, at 10 % and at
+    15 %, but the recorded shortfalls; the rest are counted apart. The recorded figures move by
+    2-14 % between unchanged runs, so a 10 % drift is within reach of the steadier series only
+    (the Zen 4 VM: 4 of 12 tries; the Emerald Rapids VM: 16 of 21)."""
     starts = list(range(len(runs) // 2, len(runs) - replay.FOUND_WITHIN + 1, 3))
     tries = len(starts) * len({key[0] for run in runs for key in run.latency()})
-    for drift in (0.15, 0.10):
+    for drift, missed in ((0.15, 0), (0.10, shortfall(runs, "10% drift missed within reach"))):
         tally = replay.drift_tries(runs, drift, starts)
-        assert tally.tries >= 3 and tally.interval()[1] >= 0.95, "\n".join(
+        assert tally.tries >= 3 and tally.hits == tally.tries - missed, "\n".join(
             [tally.summary(), *tally.lines])
         assert tally.tries + tally.hidden == tries
-    assert replay.drift_tries(runs, 0.15, starts).hits >= tries - 2
     assert replay.drift_tries(runs, 0.20, starts).hits == tries
 
 
@@ -116,11 +127,12 @@ def test_drift_reach_grows_with_the_noise_and_shrinks_with_the_history():
 
 def test_the_readme_compare_fail_recipe_passes_unchanged_pairs(runs):
     """pytest-benchmark compares one run with one run: the recipe that passes unchanged pairs
-    here (at most 1 in 20: the Zen 4 VM 0 of 25, the Emerald Rapids VM 1 of 25, a ct2-int8
-    round twice as fast as its others) catches a 25 % slower variant only about a third to
-    half of the time, and a 60 % slower one every time (results/README.md)."""
+    here (the Zen 4 VM all 25; the Emerald Rapids VM all but the recorded shortfall) catches a
+    25 % slower variant only about a third to half of the time, and a 60 % slower one every
+    time (results/README.md)."""
     unchanged, planted = replay.compare_fail_tries(runs, 30.0, 0.25)
-    assert unchanged.tries >= 20 and unchanged.hits <= unchanged.tries // 20, "\n".join(
+    assert unchanged.tries >= 20, unchanged.summary()
+    assert unchanged.hits == shortfall(runs, "unchanged pairs failing min:30%"), "\n".join(
         unchanged.lines)
     assert planted.hits >= planted.tries // 3, planted.summary()
     assert replay.compare_fail_tries(runs, 30.0, 0.60)[1].hits == planted.tries

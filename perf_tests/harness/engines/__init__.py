@@ -153,8 +153,7 @@ def _discover() -> dict[str, ModuleType]:
 ENGINES: dict[str, ModuleType] = _discover()
 
 
-def prepare_process(engines: set[str] | None = None) -> list[str]:
-    """Run the ``before_torch`` of the named engines (default: every engine) in this process,
-    before anything imports torch; the notes of those that could not do it."""
-    chosen = ENGINES if engines is None else {n: ENGINES[n] for n in engines if n in ENGINES}
-    return [note for note in (engine.before_torch() for engine in chosen.values()) if note]
+def prepare_process(engines: set[str]) -> list[str]:
+    """Run the ``before_torch`` of the named engines in this process, before anything imports
+    torch; the notes of those that could not do it."""
+    return [note for note in (ENGINES[name].before_torch() for name in sorted(engines)) if note]
