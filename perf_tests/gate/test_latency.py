@@ -1,4 +1,5 @@
-"""Latency of every variant at every shape; candidates are judged against the baseline."""
+"""Latency of every variant at every shape; candidates are judged against the baseline, and
+their rounds over the interleaved baseline rounds are saved as a benchmark group of their own."""
 
 import pytest
 
@@ -55,3 +56,29 @@ def test_latency_between_candidates(gate, limit, shape):
     candidate, other = results
     gate.check(judge(limit, candidate.median_ms / other.median_ms, candidate.median_ms,
                      other.median_ms, gate.config.arch_preset, shape.id))
+
+
+RATIO_CLOCK = latency.RoundClock()
+
+
+@pytest.mark.benchmark(timer=RATIO_CLOCK)
+def test_latency_ratio(benchmark, gate, candidate, shape):
+    """Each round of a candidate over the baseline round interleaved with it, saved as its own
+    benchmark group (``latency ratio <shape>``): the figure the README's
+    ``--benchmark-compare-fail`` recipe compares, because a shared runner's mood largely cancels
+    from it. When its latency test did not run in this session (``-k latency_ratio``), the
+    rounds are measured here, interleaved the same way, and go to the summary and the gate's own
+    regression check as that test's would; no limit is judged here."""
+    gate.skip_unrunnable(candidate)
+    if benchmark.disabled:
+        pytest.skip("pytest-benchmark is disabled (--benchmark-disable): no ratio to save")
+    config = gate.config
+    key = (candidate, shape.id)
+    if key not in gate.store.latency:
+        gate.store.latency[key] = latency.interleaved(gate.pool, config, candidate, shape)
+    result = gate.store.latency[key]
+    benchmark.group = f"latency ratio {shape.id}"
+    benchmark.extra_info.update(variant=candidate, shape=shape.id, figure="ratio_to_baseline",
+                                baseline=config.baseline, threads=config.threads,
+                                new_tokens=config.new_tokens, unit="x (shown as seconds)")
+    latency.record_figures(benchmark, RATIO_CLOCK, result.round_ratios)

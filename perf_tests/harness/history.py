@@ -41,11 +41,12 @@ class Run:
 
     def latency(self) -> dict[tuple[str, str], dict]:
         """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}}; a
-        damaged entry is skipped with a warning naming the file."""
+        damaged entry is skipped with a warning naming the file, and a figure that is no
+        latency (``figure`` in extra_info: the ratio group) is left out."""
         found = {}
         for bench in self.data.get("benchmarks", []):
             info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
-            if "variant" in info and "shape" in info:
+            if "variant" in info and "shape" in info and "figure" not in info:
                 stats = bench.get("stats", {})
                 data, paired = stats.get("data") or [], info.get("paired_baseline_s") or []
                 if not (_timings(data) and _timings(paired, empty=True)):

@@ -229,6 +229,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if "variant" in metafunc.fixturenames:
         metafunc.parametrize("variant", gate.config.variants, ids=str)
+    if "candidate" in metafunc.fixturenames:  # every variant but the baseline
+        candidates = [v for v in gate.config.variants if v != gate.config.baseline]
+        metafunc.parametrize("candidate", candidates, ids=str)
     if "shape" in metafunc.fixturenames:
         metafunc.parametrize("shape", gate.config.shapes, ids=lambda s: s.id)
     if "limit" in metafunc.fixturenames:

@@ -40,7 +40,7 @@ def trim(run: history.Run) -> dict:
     benches = []
     for bench in run.data.get("benchmarks", []):
         if "figure" in bench.get("extra_info", {}):
-            continue  # a figure that is no latency (the ratio group some runs of 2026-11 saved)
+            continue  # a figure that is no latency (the ratio group): the replay derives it
         info = {k: v for k, v in bench.get("extra_info", {}).items() if k in KEPT_INFO}
         if "paired_baseline_s" in info:
             info["paired_baseline_s"] = _rounded(info["paired_baseline_s"])

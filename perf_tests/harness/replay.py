@@ -32,6 +32,7 @@ from scipy.stats import binomtest
 from perf_tests.harness import changepoints, history, regression
 from perf_tests.harness.changepoints import FOUND_WITHIN
 from perf_tests.harness.regression import Rule
+from perf_tests.harness.store import round_ratios
 
 
 @dataclass
@@ -193,25 +194,106 @@ def unchanged_change_points(runs: list[history.Run]) -> Tally:
     return tally
 
 
-def compare_fail_tries(runs: list[history.Run], percent: float, slowdown: float) -> list[Tally]:
-    """pytest-benchmark's ``--benchmark-compare-fail=min:<percent>%`` over consecutive pairs of
-    runs (each latency test's best round against the previous run's): unchanged pairs must
-    pass; with one variant ``1 + slowdown`` slower at every shape, the pair must fail."""
-    entries = [run.latency() for run in runs]
-    unchanged = Tally(f"--benchmark-compare-fail=min:{percent:g}% unchanged pairs failing")
-    planted = Tally(f"--benchmark-compare-fail=min:{percent:g}% planted {slowdown:.0%} caught")
-    for before, after, label in zip(entries, entries[1:], [r.label for r in runs[1:]]):
-        changes = {key: min(after[key]["data"]) / min(before[key]["data"]) - 1
-                   for key in after if key in before}
-        if not changes:
+@dataclass(frozen=True)
+class CompareRecipe:
+    """A ``--benchmark-compare-fail`` threshold (``median:20%``) on one benchmark group: the
+    raw latency rounds (``latency <shape>``), or each candidate round over the baseline round
+    interleaved with it (``latency ratio <shape>``, test_latency_ratio)."""
+    threshold: str
+    ratio: bool = False
+
+    @property
+    def name(self) -> str:
+        group = "latency ratio" if self.ratio else "latency"
+        return f"--benchmark-compare-fail={self.threshold} on the {group} group"
+
+    def check(self):
+        """pytest-benchmark's own check, so the replay judges exactly as it does."""
+        from pytest_benchmark.utils import parse_compare_fail
+
+        return parse_compare_fail(self.threshold)
+
+    def figures(self, entry: dict) -> list[float] | None:
+        paired = entry["extra_info"].get("paired_baseline_s") or []
+        if not self.ratio:
+            return entry["data"]
+        return round_ratios(entry["data"], paired) if paired else None  # the baseline: none
+
+
+def _compare_stats(runs: list[history.Run], recipe: CompareRecipe) -> list[dict]:
+    """Each run's figure (the check's field) of every benchmark the recipe compares."""
+    field = recipe.check().field
+    return [{key: _statistic(rounds, field) for key, entry in run.latency().items()
+             if (rounds := recipe.figures(entry))} for run in runs]
+
+
+def compare_fail_busier(runs: list[history.Run], slow: list[history.Run],
+                        recipe: CompareRecipe) -> Tally:
+    """Each run recorded on a busier machine against each of the last POOL_SIZE unchanged runs,
+    as ``--benchmark-compare=<run>`` pairs them: a failing pair is a false alarm."""
+    check = recipe.check()
+    tally = Tally(f"{recipe.name}: busier-machine pairs failing")
+    earlier, busier = (_compare_stats(some, recipe) for some in (runs[-regression.POOL_SIZE:],
+                                                                  slow))
+    for run, after in zip(slow, busier):
+        for before in earlier:
+            failing = [f"{key[0]} [{key[1]}] {after[key] / before[key] - 1:+.1%}"
+                       for key in after if key in before and check.fails(
+                           {check.field: after[key]}, {check.field: before[key]})]
+            tally.add(bool(failing), f"{run.label}: {', '.join(failing) or 'passed'}")
+    return tally
+
+
+def compare_fail_tries(runs: list[history.Run], recipe: CompareRecipe,
+                       slowdown: float) -> list[Tally]:
+    """pytest-benchmark's ``--benchmark-compare-fail`` over consecutive pairs of runs (each
+    figure of a run against the previous run's, as ``--benchmark-compare`` pairs them):
+    unchanged pairs must pass; with one variant ``1 + slowdown`` slower at every shape (its own
+    rounds; the interleaved baseline rounds left alone, so its ratios grow alike), the pair must
+    fail."""
+    check = recipe.check()
+    stats = _compare_stats(runs, recipe)
+    unchanged = Tally(f"{recipe.name}: unchanged pairs failing")
+    planted = Tally(f"{recipe.name}: planted {slowdown:.0%} caught")
+    for before, after, label in zip(stats, stats[1:], [r.label for r in runs[1:]]):
+        keys = [key for key in after if key in before]
+        if not keys:
             continue
-        worst = max(changes, key=changes.get)
-        unchanged.add(changes[worst] * 100 > percent,
-                      f"{label}: worst {worst[0]} [{worst[1]}] {changes[worst]:+.1%}")
-        for variant in sorted({key[0] for key in changes}):
-            grown = max((1 + c) * (1 + slowdown) - 1 for k, c in changes.items() if k[0] == variant)
-            planted.add(grown * 100 > percent, f"{label} {variant}: worst shape {grown:+.1%}")
+        failing = [key for key in keys if check.fails({check.field: after[key]},
+                                                      {check.field: before[key]})]
+        worst = max(keys, key=lambda key: after[key] / before[key])
+        unchanged.add(bool(failing), f"{label}: worst {worst[0]} [{worst[1]}] "
+                      f"{after[worst] / before[worst] - 1:+.1%}")
+        for variant in sorted({key[0] for key in keys}):
+            mine = [key for key in keys if key[0] == variant]
+            caught = any(check.fails({check.field: after[key] * (1 + slowdown)},
+                                     {check.field: before[key]}) for key in mine)
+            grown = max(after[key] * (1 + slowdown) / before[key] - 1 for key in mine)
+            planted.add(caught, f"{label} {variant}: worst shape {grown:+.1%}")
     return [unchanged, planted]
+
+
+def _statistic(rounds: list[float], name: str) -> float:
+    """pytest-benchmark's own figure of a benchmark's rounds (its Stats: min, median, iqr...)."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for value in rounds:
+        stats.update(value)
+    return getattr(stats, name)
+
+
+def compare_check(text: str) -> str:
+    """argparse type: a check pytest-benchmark's --benchmark-compare-fail accepts."""
+    from pytest_benchmark.utils import parse_compare_fail
+
+    parse_compare_fail(text)  # raises argparse.ArgumentTypeError with pytest-benchmark's words
+    return text
+
+
+# The README's recipes, replayed by default: the best raw round, and the ratio group's median.
+RAW_RECIPE = CompareRecipe("min:30%")
+RATIO_RECIPE = CompareRecipe("median:20%", ratio=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-factor", type=float, default=regression.DEFAULT_MIN_FACTOR)
     parser.add_argument("--false-alarm-rate", type=float,
                         default=regression.DEFAULT_FALSE_ALARM_RATE)
-    parser.add_argument("--compare-fail", type=float, default=30.0, metavar="PERCENT",
-                        help="the --benchmark-compare-fail=min:PERCENT%% recipe to replay")
+    parser.add_argument("--compare-fail", default=RAW_RECIPE.threshold, metavar="CHECK",
+                        type=compare_check,
+                        help="the --benchmark-compare-fail check to replay on the raw latency "
+                             "group (default: %(default)s)")
+    parser.add_argument("--ratio-compare-fail", default=RATIO_RECIPE.threshold, metavar="CHECK",
+                        type=compare_check,
+                        help="the same on the latency ratio group (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per try")
     args = parser.parse_args(argv)
     for folder in filter(None, (args.history, args.slow_machine)):
@@ -243,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         tallies.append(slow_machine_tries(runs, history.load_runs(args.slow_machine), rule))
     starts = list(range(len(runs) // 2, len(runs) - FOUND_WITHIN + 1, 3))
     tallies += [unchanged_change_points(runs), drift_tries(runs, args.drift, starts)]
-    tallies += compare_fail_tries(runs, args.compare_fail, args.slowdown)
+    for recipe in (CompareRecipe(args.compare_fail), CompareRecipe(args.ratio_compare_fail, True)):
+        tallies += compare_fail_tries(runs, recipe, args.slowdown)
+        if args.slow_machine:
+            tallies.append(compare_fail_busier(runs, history.load_runs(args.slow_machine), recipe))
     for tally in tallies:
         if args.verbose:
             print("\n".join(f"  {line}" for line in tally.lines))

@@ -33,6 +33,11 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def round_ratios(samples: list[float], paired: list[float]) -> list[float]:
+    """Each candidate round over the baseline round run just before it (B C B C ...)."""
+    return [candidate / baseline for candidate, baseline in zip(samples, paired)]
+
+
 @dataclass
 class LatencyResult:
     variant: str
@@ -48,6 +53,11 @@ class LatencyResult:
 
     def percentile_ms(self, fraction: float) -> float:
         return percentile(self.samples_s, fraction) * 1000
+
+    @property
+    def round_ratios(self) -> list[float]:
+        """Each round over the baseline round interleaved with it (the ratio benchmark group)."""
+        return round_ratios(self.samples_s, self.paired_baseline_s)
 
     @property
     def ratio(self) -> float | None:
