@@ -1,7 +1,7 @@
 """Replay recorded histories through the regression check and the change-point detector.
 
     python -m perf_tests.harness.replay results/history/x86_64 [--slow-machine FOLDER]
-        [--slowdown 0.25] [--drift 0.10]
+        [--slowdown 0.25] [--drift 0.10] [--compare-fail min:30%] [--ratio-compare-fail median:20%]
 
 The gate's fidelity on data, without running a model: same data, same verdicts, in seconds.
 Each run from the (MIN_POOL + 1)-th on is judged against up to POOL_SIZE runs before it, as the
@@ -18,6 +18,9 @@ gate judges a new run:
   change-point detector must find it within FOUND_WITHIN runs, and find nothing in the unchanged
   history. Where the variant's noise lets the detector confirm only a larger drift in 95 % of
   cases (``changepoints.drift_reach``), the try is counted apart, as one the noise hides.
+- compare recipes: pytest-benchmark's ``--benchmark-compare-fail`` check, judged by its own code,
+  on consecutive pairs of runs (unchanged, and with one variant planted slower) and on busier
+  runs against unchanged ones; on the raw latency groups and on the ratio groups.
 """
 
 from __future__ import annotations
