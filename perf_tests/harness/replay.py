@@ -60,6 +60,18 @@ class Tally:
         found = binomtest(self.hits, self.tries).proportion_ci(0.95, method="wilson")
         return found.low, found.high
 
+    def worse_than(self, promise: float, at_most: bool) -> bool:
+        """Is the rate worse than the promise with 95 % confidence? The exact one-sided binomial
+        test: a rate promised to be ``at_most`` (false alarms) fails when so many hits are
+        unlikely (p < 0.05) at the promised rate; one promised to be at least (detection) when
+        so few are. Not the Wilson interval the summary reports: at a handful of tries it is
+        narrower than the truth (0 of 1 gives 0-79 %), so one unlucky try would fail a promise
+        of 95 %, while the exact test needs 2 misses in 2 for it."""
+        if not self.tries:
+            return False
+        alternative = "greater" if at_most else "less"
+        return binomtest(self.hits, self.tries, promise, alternative=alternative).pvalue < 0.05
+
     def summary(self) -> str:
         low, high = self.interval()
         hidden = (f", {self.hidden} more hidden by the noise ({self.hidden_caught} of them "

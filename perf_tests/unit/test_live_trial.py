@@ -7,6 +7,7 @@ import pytest
 
 from perf_tests.harness import live_trial
 from perf_tests.harness.changepoints import FOUND_WITHIN
+from perf_tests.harness.replay import Tally
 
 pytestmark = pytest.mark.unit
 VARIANT, SHAPE = live_trial.FIGURE
@@ -70,3 +71,25 @@ def test_a_missed_drift_within_reach_counts_against_the_promise(tmp_path):
     drift = live_trial.run(SetGate(misses_drift=True), tmp_path, tries=1)[-1]
     assert (drift.hits, drift.tries) == (0, 2)
     assert drift.lines[0].startswith(f"drift: MISSED after {FOUND_WITHIN} runs")
+
+
+def tally(hits: int, tries: int) -> Tally:
+    found = Tally("rate")
+    for number in range(tries):
+        found.add(number < hits, "")
+    return found
+
+
+def test_a_rate_fails_its_promise_only_with_confidence_never_on_one_unlucky_try():
+    """The live trial's verdict: exact one-sided binomial tests at 95 % (Tally.worse_than)."""
+    detection, false_alarms = 0.95, 0.05
+    assert not tally(0, 1).worse_than(detection, at_most=False)  # Wilson says 0-79 %
+    assert tally(0, 1).interval()[1] < detection
+    assert tally(0, 2).worse_than(detection, at_most=False)
+    assert not tally(1, 2).worse_than(detection, at_most=False)
+    assert not tally(17, 20).worse_than(detection, at_most=False)
+    assert tally(16, 20).worse_than(detection, at_most=False)
+    assert not tally(1, 1).worse_than(false_alarms, at_most=True)
+    assert not tally(3, 20).worse_than(false_alarms, at_most=True)
+    assert tally(4, 20).worse_than(false_alarms, at_most=True)
+    assert not tally(0, 0).worse_than(detection, at_most=False)
