@@ -50,7 +50,6 @@ def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
                          paired_baseline_s=paired[warmup:])
 
 
-
 def interleaved(pool: VariantPool, config: GateConfig, variant: str,
                 shape: Shape) -> LatencyResult:
     """The same interleaved rounds as ``measure`` (B C B C ...), timed here rather than by

@@ -228,11 +228,12 @@ class CompareRecipe:
 
         return parse_compare_fail(self.threshold)
 
-    def figures(self, entry: dict) -> list[float] | None:
-        paired = entry["extra_info"].get("paired_baseline_s") or []
+    def figures(self, entry: dict) -> list[float]:
+        """The rounds this recipe compares: raw, or over the paired baseline rounds (none for the
+        baseline itself, which has no ratio group)."""
         if not self.ratio:
             return entry["data"]
-        return round_ratios(entry["data"], paired) if paired else None  # the baseline: none
+        return round_ratios(entry["data"], entry["extra_info"].get("paired_baseline_s") or [])
 
 
 def _compare_stats(runs: list[history.Run], recipe: CompareRecipe) -> list[dict]:
@@ -274,10 +275,10 @@ def compare_fail_tries(runs: list[history.Run], recipe: CompareRecipe,
         keys = [key for key in after if key in before]
         if not keys:
             continue
-        failing = [key for key in keys if check.fails({check.field: after[key]},
-                                                      {check.field: before[key]})]
+        failing = any(check.fails({check.field: after[key]}, {check.field: before[key]})
+                      for key in keys)
         worst = max(keys, key=lambda key: after[key] / before[key])
-        unchanged.add(bool(failing), f"{label}: worst {worst[0]} [{worst[1]}] "
+        unchanged.add(failing, f"{label}: worst {worst[0]} [{worst[1]}] "
                       f"{after[worst] / before[worst] - 1:+.1%}")
         for variant in sorted({key[0] for key in keys}):
             mine = [key for key in keys if key[0] == variant]
@@ -300,9 +301,7 @@ def _statistic(rounds: list[float], name: str) -> float:
 
 def compare_check(text: str) -> str:
     """argparse type: a check pytest-benchmark's --benchmark-compare-fail accepts."""
-    from pytest_benchmark.utils import parse_compare_fail
-
-    parse_compare_fail(text)  # raises argparse.ArgumentTypeError with pytest-benchmark's words
+    CompareRecipe(text).check()  # raises argparse.ArgumentTypeError with pytest-benchmark's words
     return text
 
 
@@ -341,14 +340,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rule = Rule(args.min_factor, args.false_alarm_rate)
     tallies = [aa_tries(runs, rule), planted_tries(runs, rule, args.slowdown)]
-    if args.slow_machine:
-        tallies.append(slow_machine_tries(runs, history.load_runs(args.slow_machine), rule))
+    slow = history.load_runs(args.slow_machine) if args.slow_machine else []
+    if slow:
+        tallies.append(slow_machine_tries(runs, slow, rule))
     starts = list(range(len(runs) // 2, len(runs) - FOUND_WITHIN + 1, 3))
     tallies += [unchanged_change_points(runs), drift_tries(runs, args.drift, starts)]
     for recipe in (CompareRecipe(args.compare_fail), CompareRecipe(args.ratio_compare_fail, True)):
         tallies += compare_fail_tries(runs, recipe, args.slowdown)
-        if args.slow_machine:
-            tallies.append(compare_fail_busier(runs, history.load_runs(args.slow_machine), recipe))
+        if slow:
+            tallies.append(compare_fail_busier(runs, slow, recipe))
     for tally in tallies:
         if args.verbose:
             print("\n".join(f"  {line}" for line in tally.lines))
