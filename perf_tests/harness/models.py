@@ -14,6 +14,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from fixtures.models import scale
 from perf_tests.harness.cache import ArtifactCache, content_key, hash_files, library_versions
@@ -68,6 +69,13 @@ def _seq2seq_config(folder: Path, shown_name: str):
     return config
 
 
+def _embedded_config(folder: Path) -> SimpleNamespace:
+    """An embedded model's config.json as written: this project trained it (a T5), so it needs no
+    check by transformers, whose import (about 2 s with torch) a run that only collects, or stops
+    on bad input, should not wait for."""
+    return SimpleNamespace(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
+
+
 def _generation_settings(config, folder: Path | None, source: str, target: str):
     """Prefix and beam count from the model's task params or generation config."""
     task = (getattr(config, "task_specific_params", None) or {}).get(
@@ -99,7 +107,7 @@ def count_parameters(folder: Path) -> int:
 
 def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                       fingerprint: str | None = None) -> ModelSpec:
-    config = _seq2seq_config(folder, name)
+    config = _embedded_config(folder) if kind == "embedded" else _seq2seq_config(folder, name)
     prefix, beams = _generation_settings(config, folder, *pair)
     max_new_tokens = 64 if kind == "embedded" else 256
     positions = getattr(config, "max_position_embeddings", None)  # BART and Marian have a limit

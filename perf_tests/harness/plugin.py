@@ -75,6 +75,8 @@ class Gate:
     # (variant, shape id) of the selected test_token_timing items: test_latency takes those
     # figures while the variant is loaded, and only those
     token_timings_wanted: set = field(default_factory=set)
+    # variants whose peak memory or size the selected tests need: measured side by side
+    memory_wanted: frozenset = frozenset()
     notes: list[str] = field(default_factory=list)  # said in the header: engines.prepare_process
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
@@ -88,7 +90,7 @@ class Gate:
     @property
     def store(self) -> ResultStore:
         if self._store is None:
-            self._store = ResultStore(self.config, self.pool)
+            self._store = ResultStore(self.config, self.pool, self.memory_wanted)
         return self._store
 
     @property
@@ -168,6 +170,8 @@ def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark opens its storage
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gate: builds models and measures them (slow)")
+    config.addinivalue_line("markers", "judges(metric): the test is parametrized with the "
+                            "limits of this metric")
     config.addinivalue_line("markers", "unit: fast tests of the harness itself")
     config.addinivalue_line("markers", "integration: builds small models to test the harness "
                             "end to end (other architectures, planted regressions)")
@@ -185,6 +189,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_storage = f"file://{folder}"
 
 
+def memory_variants(items: list):
+    """The variants whose memory figures the selected items read."""
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if not params:
+            continue
+        marker = item.get_closest_marker("judges")
+        if marker and marker.args[0] in ("peak_memory", "disk"):
+            yield from (params["limit"].candidate, params["limit"].baseline)
+        elif getattr(item, "originalname", "") == "test_peak_memory":
+            yield params["variant"]
+
+
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """Leave the live fidelity trial out unless asked for by -m; note which per-token figures
@@ -200,6 +217,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         gate.token_timings_wanted = {
             (item.callspec.params["variant"], item.callspec.params["shape"].id)
             for item in items if getattr(item, "originalname", "") == "test_token_timing"}
+        gate.memory_wanted = frozenset(memory_variants(items))
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return

@@ -12,6 +12,7 @@ import json
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,17 @@ from perf_tests.harness.config import ROOT, GateConfig, Shape
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.progress import outline
 
+PROBES_AT_ONCE = 2  # memory probes run side by side: this project's machines have 2 cores
+
 
 class MeasurementError(Exception):
     """A measurement could not be taken (a child process failed, for example)."""
+
+
+def run_memory_probe(request: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900)
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -79,10 +88,12 @@ class LatencyResult:
 
 
 class ResultStore:
-    def __init__(self, config: GateConfig, pool: VariantPool):
+    def __init__(self, config: GateConfig, pool: VariantPool,
+                 memory_wanted: frozenset[str] = frozenset()):
         self.config, self.pool = config, pool
         self.latency: dict[tuple[str, str], LatencyResult] = {}
         self._memory: dict[str, dict] = {}
+        self.memory_wanted = memory_wanted  # the variants whose memory the selected tests need
         self._quality: dict[str, dict] = {}
         self.quality_set = None
         self.tokens: dict[tuple[str, str], tokens.TokenTiming] = {}  # the gate's shapes
@@ -108,25 +119,42 @@ class ResultStore:
         return max(self.config.shapes, key=lambda s: s.batch * s.source_tokens).id
 
     def memory(self, variant: str) -> dict:
+        """Peak memory and size on disk of a variant; on a miss, every variant the run's tests
+        will ask for (``memory_wanted``) is measured with it, PROBES_AT_ONCE at a time."""
         if variant not in self._memory:
-            self._memory[variant] = self._measure_memory(variant)
+            wanted = [v for v in self.config.variants if v in self.memory_wanted
+                      and v not in self._memory and not self.pool.skip_reason(v)]
+            self._measure_memory([variant, *(v for v in wanted if v != variant)])
         return self._memory[variant]
 
-    def _measure_memory(self, variant: str) -> dict:
-        folder = self.pool.artifact(variant, "perf")
-        request = {"declaration": self.pool.spec(variant).as_dict(), "folder": str(folder),
-                   "threads": self.config.threads,
-                   "prefix": self.pool.specs["perf"].prefix, "shape": self.memory_shape,
-                   "new_tokens": self.config.new_tokens,
-                   "calls": self.config.profile.memory_calls}
-        with outline(f"measuring peak memory of {variant} in a fresh process"):
-            done = subprocess.run(
-                [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)],
-                capture_output=True, text=True, cwd=ROOT, timeout=900)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MeasurementError(f"memory probe for {variant} exited {done.returncode}: {last}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    def _measure_memory(self, names: list[str]) -> None:
+        """Peak RSS is the process's own high-water mark, which a neighbour's CPU time does not
+        move, so the probes run side by side (each takes a few seconds of imports); the
+        artifacts are built first, one at a time, in this process."""
+        requests = {names[0]: self._memory_request(names[0])}
+        for variant in names[1:]:
+            try:
+                requests[variant] = self._memory_request(variant)
+            except Exception:  # noqa: BLE001  its own test asks again and reports the error
+                continue
+        names = list(requests)
+        with outline(f"measuring peak memory of {', '.join(names)} in fresh processes "
+                     f"({min(PROBES_AT_ONCE, len(names))} at a time)"):
+            with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as probes:
+                done = dict(zip(names, probes.map(run_memory_probe, requests.values())))
+        for variant in names:  # the requested variant's failure first
+            if done[variant].returncode != 0:
+                last = (done[variant].stderr.strip().splitlines() or ["no output"])[-1]
+                raise MeasurementError(f"memory probe for {variant} exited "
+                                       f"{done[variant].returncode}: {last}")
+            self._memory[variant] = json.loads(done[variant].stdout.strip().splitlines()[-1])
+
+    def _memory_request(self, variant: str) -> dict:
+        return {"declaration": self.pool.spec(variant).as_dict(),
+                "folder": str(self.pool.artifact(variant, "perf")),
+                "threads": self.config.threads, "prefix": self.pool.specs["perf"].prefix,
+                "shape": self.memory_shape, "new_tokens": self.config.new_tokens,
+                "calls": self.config.profile.memory_calls}
 
     def quality(self, variant: str) -> dict:
         if variant not in self._quality:

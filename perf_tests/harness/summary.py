@@ -31,9 +31,9 @@ def _variant_entry(gate, variant: str) -> dict:
         entry["sweep"] = sweep
     memory = store.measured_memory().get(variant)
     if memory:
+        # no load time: the probes run side by side (latency's load_s is measured alone)
         entry["memory"] = {k: memory[k] for k in ("baseline_mb", "load_mb", "peak_mb",
-                                                  "peak_above_baseline_mb", "load_seconds",
-                                                  "shape", "calls")}
+                                                  "peak_above_baseline_mb", "shape", "calls")}
         entry["disk_mb"] = memory["disk_mb"]
     quality = store.measured_quality().get(variant)
     if quality:

@@ -31,8 +31,8 @@ def gate_run(gate):
 
 
 def test_planted_quality_loss_fails_bleu_parity(gate_run, tmp_path):
-    clean = gate_run(tmp_path / "clean", *QUALITY)
-    assert clean.returncode == 0, clean.stdout[-3000:]
+    """No clean run beside it: the gate's own test_bleu_ratio[onnx-int8-vs-pytorch-fp32] judges
+    the unplanted variant, and the verdict asserted here names the plant's figure."""
     planted = gate_run(tmp_path / "planted", *QUALITY, "--perf-plant=onnx-int8:noise=0.3")
     assert planted.returncode == 1, planted.stdout[-3000:]
     verdict = re.search(r"onnx-int8 vs pytorch-fp32 \[\w+/\w+\] BLEU ratio 0\.\d+ < min 0\.99 .*",

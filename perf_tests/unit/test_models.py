@@ -40,6 +40,16 @@ def test_embedded_quality_model_reads_prefix_from_its_config():
     assert spec.folder == models.TINY_DIR
 
 
+def test_embedded_model_read_without_transformers_is_the_one_transformers_checks():
+    """The embedded model's config is read as plain JSON (a run that only collects imports no
+    torch); the same folder given as a user's folder goes through transformers' check."""
+    embedded, checked = models.resolve("t5-tiny-enfr"), models.resolve(str(models.TINY_DIR))
+    assert checked.kind == "folder"
+    fields = ("model_type", "prefix", "source_lang", "target_lang", "quality_beams",
+              "fingerprint", "parameters")  # the length cap is the embedded kind's own
+    assert [getattr(embedded, f) for f in fields] == [getattr(checked, f) for f in fields]
+
+
 def test_scale_model_resolves_without_building():
     spec = models.resolve("t5-small-random")
     assert spec.folder is None and spec.fingerprint == models.resolve("t5-small-random").fingerprint

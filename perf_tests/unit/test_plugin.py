@@ -173,3 +173,25 @@ def test_wanted(gate):
     assert "WANTED [('onnx-int8-tuned', 'b1-s16')]" in result.stdout.str(), result.stdout.str()
     result = run("-s", "-k", "wanted", "--perf-shapes=b1-s16")
     assert "WANTED []" in result.stdout.str(), result.stdout.str()
+
+
+def test_memory_is_measured_for_the_variants_the_selected_tests_judge(run, pytester):
+    """The memory probes run side by side for every variant a selected test needs (a ratio
+    test's candidate and baseline, a test_peak_memory's variant), and for no other."""
+    pytester.makepyfile(test_gate_like='''
+import pytest
+
+def test_peak_memory(gate, variant):
+    pass
+
+@pytest.mark.judges("disk")
+def test_disk_ratio(gate, limit):
+    pass
+
+def test_wanted(gate):
+    print("WANTED", sorted(gate.memory_wanted), sorted(gate.store.memory_wanted))
+''')
+    result = run("-s", "-v", "-k", "wanted or (peak_memory and ct2-int8)")
+    assert "WANTED ['ct2-int8'] ['ct2-int8']" in result.stdout.str(), result.stdout.str()
+    result = run("-s", "-v", "-k", "wanted or (disk_ratio and onnx-int8-vs-pytorch)")
+    assert "WANTED ['onnx-int8', 'pytorch-fp32']" in result.stdout.str(), result.stdout.str()
