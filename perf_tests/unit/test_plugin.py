@@ -195,3 +195,7 @@ def test_wanted(gate):
     assert "WANTED ['ct2-int8'] ['ct2-int8']" in result.stdout.str(), result.stdout.str()
     result = run("-s", "-v", "-k", "wanted or (disk_ratio and onnx-int8-vs-pytorch)")
     assert "WANTED ['onnx-int8', 'pytorch-fp32']" in result.stdout.str(), result.stdout.str()
+    no_disk = pytester.path / "limits.toml"  # a team's limits without a disk table
+    no_disk.write_text("[default.bleu.onnx-int8-vs-pytorch-fp32]\nmin = 0.99\n")
+    result = run("-s", "-k", "wanted or disk_ratio", f"--perf-limits={no_disk}")
+    assert "WANTED [] []" in result.stdout.str(), result.stdout.str()
