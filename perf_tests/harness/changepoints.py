@@ -4,7 +4,8 @@ Tonight's check (regression.py) catches a large step in one run; a smaller shift
 found here, over the history of comparable runs. Each figure's series is its residual run by run
 (regression.residual: the best round relative to the machine's mood in that run), so a night on
 a slow machine is no step; as in tonight's check, each variant is searched over all its shapes
-too (the mean of their residuals). ruptures' PELT with a least-squares cost finds where the series' mean
+too (the mean of their residuals); a test measured beside a neighbour is left out of its series,
+as out of tonight's check. ruptures' PELT with a least-squares cost finds where the series' mean
 steps, with a penalty scaled by the series' own noise, read off successive differences so that
 the step itself does not inflate it. A change point is confirmed when at least CONFIRM_RUNS runs
 lie on its later side, the step is at least MIN_SHIFT and Student's t-test between the two
@@ -196,10 +197,11 @@ def reach(runs: list, current: dict | None = None) -> dict[tuple[str, str], floa
 def _all_series(runs: list, current: dict | None) -> list[tuple[str, str, list]]:
     """(variant, shape, residual series) for each figure, and for each variant over all its
     shapes (the mean of their residuals)."""
-    entries = [run.latency() for run in runs]
-    if current is not None:
-        entries = [{k: e for k, e in run.items() if k in current
-                    and regression.comparable(current[k], e)} for run in entries]
+    # a test measured beside a neighbour is no step of the figure (regression.BUSY_SHARE)
+    entries = [{k: e for k, e in run.latency().items()
+                if regression.busy_share(e) <= regression.BUSY_SHARE
+                and (current is None or k in current and regression.comparable(current[k], e))}
+               for run in runs]
     all_figures = [regression.figures(run) for run in entries]
     usual = regression.usual_levels(all_figures)
     by_variant: dict[str, list] = {}

@@ -15,6 +15,39 @@ from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.store import LatencyResult
 
 
+class MachineShare:
+    """What the rest of the machine did while a test's rounds ran: the share of all CPUs' time
+    that other processes used (busy time from /proc/stat less this process's own), and the
+    share the hypervisor gave to other guests (steal). A neighbour slows some engines far more
+    than others (PyTorch's many short OpenMP regions), so the report says when one was there."""
+
+    def __enter__(self) -> MachineShare:
+        import psutil
+
+        self._process = psutil.Process()
+        self._start = (time.perf_counter(), psutil.cpu_times(), self._process.cpu_times())
+        self.others = self.steal = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psutil
+
+        wall = time.perf_counter() - self._start[0]
+        machine, own = psutil.cpu_times(), self._process.cpu_times()
+        capacity = wall * (psutil.cpu_count() or 1)
+        if capacity <= 0:
+            return
+        busy = sum(getattr(machine, f) - getattr(self._start[1], f) for f in BUSY_FIELDS)
+        mine = (own.user - self._start[2].user) + (own.system - self._start[2].system)
+        self.others = min(max(busy - mine, 0.0) / capacity, 1.0)
+        self.steal = max(getattr(machine, "steal", 0.0) - getattr(self._start[1], "steal", 0.0),
+                         0.0) / capacity
+
+
+# the CPU time /proc/stat counts as work (guest time is inside user); idle and iowait are not
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
+
+
 def _timed(call) -> float:
     started = time.perf_counter()
     call()
@@ -42,12 +75,14 @@ def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
             paired.append(_timed(lambda: baseline.generate(inputs, **settings)))
 
     warmup = config.profile.warmup_rounds
-    benchmark.pedantic(engine.generate, args=(inputs,), kwargs=settings,
-                       setup=run_baseline_round, rounds=config.rounds, warmup_rounds=warmup,
-                       iterations=1)
+    with MachineShare() as share:
+        benchmark.pedantic(engine.generate, args=(inputs,), kwargs=settings,
+                           setup=run_baseline_round, rounds=config.rounds,
+                           warmup_rounds=warmup, iterations=1)
     samples = list(benchmark.stats.stats.data)
     return LatencyResult(variant, shape.id, samples, first_call_s, engine.load_seconds,
-                         paired_baseline_s=paired[warmup:])
+                         paired_baseline_s=paired[warmup:], others_cpu=share.others,
+                         steal=share.steal)
 
 
 def interleaved(pool: VariantPool, config: GateConfig, variant: str,
@@ -59,14 +94,17 @@ def interleaved(pool: VariantPool, config: GateConfig, variant: str,
     first_call_s = _timed(lambda: engine.generate(inputs, **settings))
     samples: list[float] = []
     paired: list[float] = []
-    for number in range(config.profile.warmup_rounds + config.rounds):
-        partner = _timed(lambda: baseline.generate(inputs, **settings)) if baseline else None
-        took = _timed(lambda: engine.generate(inputs, **settings))
-        if number >= config.profile.warmup_rounds:
-            samples.append(took)
-            if partner is not None:
-                paired.append(partner)
-    return LatencyResult(variant, shape.id, samples, first_call_s, engine.load_seconds, paired)
+    with MachineShare() as share:
+        for number in range(config.profile.warmup_rounds + config.rounds):
+            partner = (_timed(lambda: baseline.generate(inputs, **settings)) if baseline
+                       else None)
+            took = _timed(lambda: engine.generate(inputs, **settings))
+            if number >= config.profile.warmup_rounds:
+                samples.append(took)
+                if partner is not None:
+                    paired.append(partner)
+    return LatencyResult(variant, shape.id, samples, first_call_s, engine.load_seconds, paired,
+                         others_cpu=share.others, steal=share.steal)
 
 
 class RoundClock:

@@ -27,7 +27,7 @@ from perf_tests.harness.config import ROOT
 
 DATA = ROOT / "perf_tests" / "unit" / "data" / "histories"
 KEPT_INFO = ("variant", "shape", "threads", "new_tokens", "arch", "preset", "model", "artifact",
-             "paired_baseline_s")
+             "paired_baseline_s", "others_cpu_share", "steal_share")
 KEPT_GATE = ("run_id", "libraries", "machine")
 
 

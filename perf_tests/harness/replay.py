@@ -95,9 +95,12 @@ def judge(now: dict, earlier: list[dict], rule: Rule) -> list[regression.Compari
 def _row(label: str, found: list[regression.Comparison]) -> str:
     worst = max(found, key=lambda c: c.factor)
     flagged = [f"{c.variant} [{c.shape}] x{c.factor:.3f}" for c in found if c.regressed]
+    busy = [c.busy for c in found if c.busy is not None]
     return (f"{label}: worst {worst.variant} [{worst.shape}] x{worst.factor:.3f} "
             f"(catches x{worst.detectable:.3f}), machine x{worst.machine_factor:.3f}"
-            + (f"  REGRESSED {', '.join(flagged)}" if flagged else "  ok"))
+            + (f"  REGRESSED {', '.join(flagged)}" if flagged else "  ok")
+            + (f"; {len(busy)} of {len(found)} not judged (others took up to {max(busy):.0%} "
+               "of the CPUs)" if busy else ""))
 
 
 def aa_tries(runs: list[history.Run], rule: Rule) -> Tally:

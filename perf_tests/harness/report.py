@@ -22,7 +22,7 @@ def _latency_row(c: Comparison) -> str:
     return (f"{name:<30} {c.baseline * 1000:>9.2f} {c.current * 1000:>9.2f} "
             f"{(c.machine_factor - 1) * 100:>+7.1f}% {(c.factor - 1) * 100:>+7.1f}% "
             f"{(c.detectable - 1) * 100:>+7.1f}% {format_p(c.p_value, '-'):>7}  "
-            f"{'REGRESSED' if c.regressed else 'ok'}")
+            f"{'REGRESSED' if c.regressed else 'ok' if c.busy is None else 'not judged: busy'}")
 
 
 def _other_row(c: Comparison) -> str:
@@ -50,9 +50,17 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
         lines.append(f"this machine's noise hides a {WORTH_CATCHING - 1:.0%} regression tonight in: "
                      + ", ".join(f"{c.variant} [{c.shape}] (catches "
                                  f"+{(c.detectable - 1) * 100:.0f}% or more)" for c in hidden))
+    busy = [c for c in comparisons if c.busy is not None]
+    if busy:
+        lines.append(f"the machine was busy: other processes took up to "
+                     f"{max(c.busy for c in busy):.0%} of the CPUs during the rounds of "
+                     f"{len(busy)} latency figures, which are not judged tonight (a neighbour "
+                     "slows PyTorch more than the other engines); run the gate alone")
     lines += list(notes)
     failed = [c for c in comparisons if c.regressed]
-    lines.append(f"regression check: {len(comparisons) - len(failed)} ok, {len(failed)} regressed")
+    judged = len(comparisons) - len(busy)
+    lines.append(f"regression check: {judged - len(failed)} ok, {len(failed)} regressed"
+                 + (f", {len(busy)} not judged (busy machine)" if busy else ""))
     lines += change_point_lines(change_points)
     lines += drift_reach_lines(drift_reach or {})
     return lines

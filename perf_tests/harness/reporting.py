@@ -81,6 +81,7 @@ def regression_record(found: HistoryComparison) -> dict:
                          "factor": round(c.factor, 4), "regressed": c.regressed,
                          "machine_factor": c.machine_factor and round(c.machine_factor, 4),
                          "detectable_factor": c.detectable and round(c.detectable, 4),
+                         "busy_share": c.busy and round(c.busy, 4),
                          "message": c.message} for c in found.comparisons],
         "change_points": [{"variant": cp.variant, "shape": cp.shape, "shift": round(cp.shift, 4),
                            "before": cp.before.label, "after": cp.after.label,

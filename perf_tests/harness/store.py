@@ -55,6 +55,9 @@ class LatencyResult:
     first_call_s: float
     load_s: float
     paired_baseline_s: list[float] = field(default_factory=list)
+    # shares of all CPUs' time during the rounds: other processes', and the hypervisor's steal
+    others_cpu: float | None = None
+    steal: float | None = None
 
     @property
     def median_ms(self) -> float:
@@ -80,6 +83,9 @@ class LatencyResult:
                "p99_ms": round(self.percentile_ms(0.99), 2), "rounds": len(self.samples_s),
                "first_call_ms": round(self.first_call_s * 1000, 1),
                "load_s": round(self.load_s, 3)}
+        if self.others_cpu is not None:
+            out["others_cpu_share"] = round(self.others_cpu, 4)
+            out["steal_share"] = round(self.steal or 0.0, 4)
         if self.paired_baseline_s:
             out["paired_baseline_median_ms"] = round(
                 statistics.median(self.paired_baseline_s) * 1000, 2)

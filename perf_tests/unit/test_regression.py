@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from perf_tests.harness import history, regression, reporting
+from perf_tests.harness import history, regression, report, reporting
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +79,32 @@ def test_the_baseline_variant_is_judged_against_the_candidates_mood():
     slower_alone = gate_run(rng, slower={"pytorch-fp32": 1.25})
     assert judged(slower_alone, pool, key).regressed
     assert not judged(gate_run(rng, machine=1.3), pool, key).regressed
+
+
+def test_a_figure_measured_beside_a_neighbour_is_not_judged_and_says_why():
+    """PyTorch 25 % slower while other processes took 15 % of the CPUs: a neighbour slows
+    PyTorch more than the engines the mood is read from, so the check says it cannot judge
+    instead of failing; the same slowdown on a quiet machine fails."""
+    rng = random.Random(12)
+    pool = history_of(rng)
+    key = ("pytorch-fp32", "b1-s16")
+    busy = judged(gate_run(rng, slower={"pytorch-fp32": 1.25}, others_cpu_share=0.15), pool, key)
+    assert not busy.regressed and busy.busy == pytest.approx(0.15) and busy.factor > 1.15
+    assert "latency not judged (other processes took 15% of the CPUs during its" in busy.message
+    lines = report.comparison_lines([busy], "the last runs")
+    assert any(line.endswith("not judged: busy") for line in lines), lines
+    assert "regression check: 0 ok, 0 regressed, 1 not judged (busy machine)" in lines, lines
+    quiet = judged(gate_run(rng, slower={"pytorch-fp32": 1.25}, others_cpu_share=0.01,
+                             steal_share=0.01), pool, key)
+    assert quiet.regressed and quiet.busy is None
+
+
+def test_figures_measured_beside_a_neighbour_are_no_evidence_of_the_noise():
+    rng = random.Random(13)
+    quiet = history_of(rng)
+    busy = [gate_run(rng, sd=0.3, steal_share=0.08) for _ in range(10)]
+    now = gate_run(rng)
+    assert judged(now, quiet + busy).detectable == judged(now, quiet).detectable
 
 
 def test_a_noisy_machine_cannot_catch_a_small_regression_and_says_so():
