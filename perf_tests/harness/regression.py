@@ -233,7 +233,8 @@ def _judge(variant, shape, keys, now, usual, noise: Noise, centre: float, pinned
     usual_best = math.exp(statistics.fmean(usual[key] for key in keys) + centre)
     what = "best round" if len(keys) == 1 else "best rounds' geometric mean"
     verdict = ("regressed" if regressed else "unchanged" if busy is None else
-               f"not judged (other processes took {busy:.0%} of the CPUs during its rounds)")
+               f"not judged (other processes or guests took {busy:.0%} of the CPUs during its "
+               "rounds)")
     message = (f"{variant} [{shape}] latency {verdict}: {what} {best_now * 1000:.1f} ms, "
                f"{math.exp(excess):.3f}x what {label} predict on a machine running "
                f"x{math.exp(machine):.3f} tonight (the other variants' shift); limit "

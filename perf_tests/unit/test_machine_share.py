@@ -32,22 +32,26 @@ class Readings:
     def cpu_times(self):
         return self.own.pop(0)
 
+    def share(self, monkeypatch) -> latency.MachineShare:
+        self.install(monkeypatch)
+        with latency.MachineShare() as share:
+            pass
+        return share
+
 
 def test_a_neighbour_is_the_busy_time_this_process_did_not_use(monkeypatch):
     # 10 s on 2 CPUs: the machine was busy 13 s (user 11, system 1.5, irq 0.5), 10 s of it ours
-    Readings([100.0, 110.0],
-             [Machine(50, 0, 10, 500, 1, 0, 0, 0), Machine(61, 0, 11.5, 506, 1, 0.5, 0, 0.4)],
-             [Own(20, 2, 0, 0), Own(29, 3, 0, 0)]).install(monkeypatch)
-    with latency.MachineShare() as share:
-        pass
+    share = Readings(
+        [100.0, 110.0],
+        [Machine(50, 0, 10, 500, 1, 0, 0, 0), Machine(61, 0, 11.5, 506, 1, 0.5, 0, 0.4)],
+        [Own(20, 2, 0, 0), Own(29, 3, 0, 0)]).share(monkeypatch)
     assert share.others == pytest.approx(3 / 20) and share.steal == pytest.approx(0.4 / 20)
 
 
 def test_a_quiet_machine_reads_zero_however_the_ticks_fall(monkeypatch):
     # this process's counters can run a tick ahead of the machine's: never a negative share
-    Readings([0.0, 4.0],
-             [Machine(10, 0, 1, 90, 0, 0, 0, 0), Machine(17.9, 0, 1, 90, 0, 0, 0, 0)],
-             [Own(5, 1, 0, 0), Own(13, 1, 0, 0)]).install(monkeypatch)
-    with latency.MachineShare() as share:
-        pass
+    share = Readings(
+        [0.0, 4.0],
+        [Machine(10, 0, 1, 90, 0, 0, 0, 0), Machine(17.9, 0, 1, 90, 0, 0, 0, 0)],
+        [Own(5, 1, 0, 0), Own(13, 1, 0, 0)]).share(monkeypatch)
     assert share.others == 0.0 and share.steal == 0.0

@@ -1,0 +1,50 @@
+"""Memory probes side by side: every wanted variant measured on the first miss, and a probe
+that fails is reported by its own variant's test, never by another's."""
+
+import json
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from perf_tests.harness import store
+from perf_tests.harness.config import Shape
+
+pytestmark = pytest.mark.unit
+
+VARIANTS = ("pytorch-fp32", "onnx-int8", "ct2-int8")
+
+
+def fake_store(monkeypatch, failing=()):
+    probed = []
+
+    def probe(request):
+        name = request["declaration"]["name"]
+        probed.append(name)
+        if name in failing:
+            return subprocess.CompletedProcess([], 1, "", "Traceback...\nOSError: no such file")
+        return subprocess.CompletedProcess([], 0, json.dumps({"variant": name}) + "\n", "")
+
+    monkeypatch.setattr(store, "run_memory_probe", probe)
+    config = SimpleNamespace(variants=VARIANTS, shapes=(Shape.parse("b1-s16"),), threads=2,
+                             new_tokens=32, profile=SimpleNamespace(memory_calls=2))
+    pool = SimpleNamespace(skip_reason=lambda v: "", artifact=lambda v, role: f"/cache/{v}",
+                           spec=lambda v: SimpleNamespace(as_dict=lambda: {"name": v}),
+                           specs={"perf": SimpleNamespace(prefix="")})
+    return store.ResultStore(config, pool, frozenset({"onnx-int8", "pytorch-fp32"})), probed
+
+
+def test_the_first_miss_measures_every_wanted_variant_once(monkeypatch):
+    results, probed = fake_store(monkeypatch)
+    assert results.memory("onnx-int8") == {"variant": "onnx-int8"}
+    assert results.memory("pytorch-fp32") == {"variant": "pytorch-fp32"}
+    assert sorted(probed) == ["onnx-int8", "pytorch-fp32"]  # ct2-int8 is not wanted
+
+
+def test_a_failed_probe_fails_its_own_variant_only(monkeypatch):
+    results, probed = fake_store(monkeypatch, failing={"pytorch-fp32"})
+    assert results.memory("onnx-int8") == {"variant": "onnx-int8"}
+    with pytest.raises(store.MeasurementError,
+                       match="memory probe for pytorch-fp32 exited 1: OSError: no such file"):
+        results.memory("pytorch-fp32")
+    assert probed.count("pytorch-fp32") == 2  # asked again by its own test
