@@ -84,6 +84,9 @@ class ArtifactCache:
         self.reused: list[str] = []
         self.rebuilt: list[str] = []  # found damaged, unverifiable or unloadable, built again
         self.verified_bytes = 0  # bytes hashed to verify reused artifacts this session
+        # folders built in this session, here or by a prebuild helper: found again, they are
+        # neither verified nor counted as reused (their files were just hashed by the build)
+        self.fresh: set[str] = set()
 
     def folder(self, name: str, parts: dict) -> Path:
         return self.root / f"{name}-{content_key(parts)}"
@@ -96,6 +99,9 @@ class ArtifactCache:
         or if the one there is damaged."""
         final = self.folder(name, parts)
         problem, seen = "", _identity(final / MARKER)
+        if seen is not None and final.name in self.fresh:
+            self._mark_used(final)
+            return final
         if seen is not None:
             problem = self._problem(final)
             if not problem:
@@ -115,8 +121,15 @@ class ArtifactCache:
             self._clear_leftovers(final)
             self._build(name, parts, build, final)
         self.built.append(name)
+        self.fresh.add(final.name)
         self._mark_used(final)
         return final
+
+    def adopt(self, built: list[str], fresh: list[str], rebuilt: list[str]) -> None:
+        """Count what another process built for this session (prebuild's helper) as built here."""
+        self.built += built
+        self.rebuilt += rebuilt
+        self.fresh |= set(fresh)
 
     def discard(self, folder: Path, reason: str) -> None:
         """Remove an artifact that cannot be used (it fails to load), so that the next
@@ -125,6 +138,7 @@ class ArtifactCache:
         name = folder.name.rpartition("-")[0]  # without its key, as built and reused list it
         self.log(f"! {name} (artifact {folder.name}) {reason}: building it again")
         self.rebuilt.append(name)
+        self.fresh.discard(folder.name)
         with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
             self._clear_leftovers(folder)
 

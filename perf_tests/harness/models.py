@@ -171,5 +171,9 @@ def materialize(spec: ModelSpec, cache: ArtifactCache) -> Path:
     """The folder holding the model's files, building the random scale model if needed."""
     if spec.folder is not None:
         return spec.folder
-    return cache.get_or_build("t5-small-random", {"fingerprint": spec.fingerprint},
-                              lambda out: {"parameters": scale.build(out)})
+    return cache.get_or_build(*scale_entry(spec), lambda out: {"parameters": scale.build(out)})
+
+
+def scale_entry(spec: ModelSpec) -> tuple[str, dict]:
+    """The cache name and key parts of the random scale model's folder."""
+    return "t5-small-random", {"fingerprint": spec.fingerprint}

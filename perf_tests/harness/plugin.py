@@ -78,6 +78,10 @@ class Gate:
     # variants whose peak memory or size the selected tests need: measured side by side
     memory_wanted: frozenset = frozenset()
     notes: list[str] = field(default_factory=list)  # said in the header: engines.prepare_process
+    # (variant, role) pairs the selected gate tests load: built two at a time when the pool is
+    # first asked for, before the first test times anything (see prebuild)
+    build_wanted: tuple = ()
+    raw_options: dict = field(default_factory=dict)  # what the prebuild helper is started with
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -85,6 +89,10 @@ class Gate:
     def pool(self) -> VariantPool:
         if self._pool is None:
             self._pool = VariantPool(self.config, ArtifactCache(self.config.cache_dir), self.specs)
+            if self.build_wanted:
+                from perf_tests.harness import prebuild
+
+                prebuild.build_all(self._pool, self.build_wanted, self.raw_options)
         return self._pool
 
     @property
@@ -164,7 +172,7 @@ def make_gate(raw: dict, cpu_info: cpu.CpuInfo) -> Gate:
     limits = Limits.load(config.limits_file, config.preset,
                          {role: model_facts(spec) for role, spec in specs.items()},
                          variants=tuple(config.declared))
-    return Gate(config, limits, specs, notes=notes)
+    return Gate(config, limits, specs, notes=notes, raw_options=dict(raw))
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark opens its storage
@@ -203,6 +211,29 @@ def memory_variants(items: list):
             yield params["variant"]
 
 
+# the gate tests that read the quality model (the rest read the perf model)
+QUALITY_TESTS, QUALITY_METRICS = {"test_quality"}, {"bleu", "chrf", "exact_match"}
+
+
+def build_variants(items: list, baseline: str):
+    """The (variant, role) pairs the selected gate items load."""
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if not params or not item.get_closest_marker("gate"):
+            continue
+        marker = item.get_closest_marker("judges")
+        quality = (getattr(item, "originalname", "") in QUALITY_TESTS
+                   or bool(marker) and marker.args[0] in QUALITY_METRICS)
+        role = "quality" if quality else "perf"
+        limit = params.get("limit")
+        named = [params.get("variant"), params.get("candidate")]
+        if isinstance(limit, Limit):
+            named += [limit.candidate, limit.baseline]
+        if getattr(item, "originalname", "") == "test_latency" or params.get("candidate"):
+            named.append(baseline)  # its rounds are interleaved with the baseline's
+        yield from ((variant, role) for variant in named if variant)
+
+
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """Leave the live fidelity trial out unless asked for by -m; note which per-token figures
@@ -219,6 +250,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
             (item.callspec.params["variant"], item.callspec.params["shape"].id)
             for item in items if getattr(item, "originalname", "") == "test_token_timing"}
         gate.memory_wanted = frozenset(memory_variants(items))
+        gate.build_wanted = tuple(dict.fromkeys(build_variants(items, gate.config.baseline)))
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from perf_tests.harness import models, variants
-from perf_tests.harness.cache import ArtifactCache, ArtifactError, library_versions
+from perf_tests.harness.cache import MARKER, ArtifactCache, ArtifactError, library_versions
 from perf_tests.harness.config import GateConfig
 from perf_tests.harness.declared import VariantSpec
 from perf_tests.harness.engines import onnxruntime
@@ -112,22 +112,65 @@ class VariantPool:
 
     def _cached(self, spec: VariantSpec, role: str, source, noise: float) -> Path:
         """The variant's artifact; ``source()`` (the folder it is built from) is asked for only
-        when the artifact must be built, so a warm run opens no intermediate artifact. The key
-        covers engine and recipe (and the preset where the recipe uses it), not the name."""
+        when the artifact must be built, so a warm run opens no intermediate artifact."""
+        name, parts = self._variant_entry(spec, role, noise)
+        preset = parts["preset"] or ""
+        return self.cache.get_or_build(
+            name, parts, lambda out: spec.module.build(source(), out, spec.recipe, preset))
+
+    def _variant_entry(self, spec: VariantSpec, role: str, noise: float) -> tuple[str, dict]:
+        """The cache name and key parts of a variant's artifact. The key covers engine and
+        recipe (and the preset where the recipe uses it), not the variant's name."""
         preset = self.config.preset if spec.uses_preset else None
         parts = self._key_parts(role, noise, engine=spec.engine, recipe=spec.recipe,
-                                preset=preset,
-                                engine_version=spec.module.BUILD_VERSION)
-        return self.cache.get_or_build(
-            f"{spec.name}-{_safe(self.specs[role].name)}", parts,
-            lambda out: spec.module.build(source(), out, spec.recipe, preset or ""))
+                                preset=preset, engine_version=spec.module.BUILD_VERSION)
+        return f"{spec.name}-{_safe(self.specs[role].name)}", parts
 
     def _export(self, role: str, model: Path, noise: float) -> Path:
         """optimum's fp32 export, the intermediate every ONNX Runtime recipe is built from."""
-        return self.cache.get_or_build(
-            f"onnx-export-{_safe(self.specs[role].name)}",
-            self._key_parts(role, noise, step="onnx-export"),
-            lambda out: onnxruntime.export(model, out))
+        name, parts = self._export_entry(role, noise)
+        return self.cache.get_or_build(name, parts, lambda out: onnxruntime.export(model, out))
+
+    def _export_entry(self, role: str, noise: float) -> tuple[str, dict]:
+        return (f"onnx-export-{_safe(self.specs[role].name)}",
+                self._key_parts(role, noise, step="onnx-export"))
+
+    # ---------------------------------------------- the build steps a cold run takes (prebuild)
+
+    def build_steps(self, variant: str, role: str) -> list[tuple[str, ...]]:
+        """The cache entries that loading a variant builds, each after the ones before it:
+        ``("model", role)``, ``("export", role)``, ``("variant", role, variant)``, those it
+        needs. None for a team's folder, a variant this machine skips or a planted variant
+        (its perturbed model is built on first use, as everything was before prebuild)."""
+        spec = self.spec(variant)
+        if spec.folder is not None or self._planted_noise(variant) or self.skip_reason(variant):
+            return []
+        steps = [] if self.specs[role].folder is not None else [("model", role)]
+        if spec.module.builds(spec.recipe):
+            if spec.module.source_for(self.specs[role].model_type) == "export":
+                steps.append(("export", role))
+            steps.append(("variant", role, variant))
+        return steps
+
+    def is_cached(self, step: tuple[str, ...]) -> bool:
+        """Whether the cache holds a finished artifact for a build step (not verified here)."""
+        kind, role = step[:2]
+        if kind == "model":
+            name, parts = models.scale_entry(self.specs[role])
+        elif kind == "export":
+            name, parts = self._export_entry(role, 0.0)
+        else:
+            name, parts = self._variant_entry(self.spec(step[2]), role, 0.0)
+        return (self.cache.folder(name, parts) / MARKER).is_file()
+
+    def build_step(self, step: tuple[str, ...]) -> Path:
+        """Build (or find) one step's artifact, as loading its variant would."""
+        kind, role = step[:2]
+        if kind == "model":
+            return self.model_folder(role)
+        if kind == "export":
+            return self._export(role, self.model_folder(role), 0.0)
+        return self.artifact(step[2], role)
 
     def _perturbed_model(self, role: str, noise: float) -> Path:
         spec, source = self.specs[role], self.model_folder(role)

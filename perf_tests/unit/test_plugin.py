@@ -199,3 +199,37 @@ def test_wanted(gate):
     no_disk.write_text("[default.bleu.onnx-int8-vs-pytorch-fp32]\nmin = 0.99\n")
     result = run("-s", "-k", "wanted or disk_ratio", f"--perf-limits={no_disk}")
     assert "WANTED [] []" in result.stdout.str(), result.stdout.str()
+
+
+def test_the_builds_wanted_are_those_the_selected_gate_tests_load(run, pytester):
+    """A latency test loads its variant and the baseline from the perf model, a quality test or
+    a BLEU pair from the quality model; a test without the gate marker loads nothing."""
+    pytester.makepyfile(test_gate_like='''
+import pytest
+
+@pytest.mark.gate
+def test_latency(gate, variant, shape):
+    pass
+
+@pytest.mark.gate
+def test_quality(gate, variant):
+    pass
+
+@pytest.mark.gate
+@pytest.mark.judges("bleu")
+def test_bleu_ratio(gate, limit):
+    pass
+
+def test_helper(gate, variant):
+    pass
+
+def test_wanted(gate):
+    print("WANTED", list(gate.build_wanted))
+''')
+    result = run("-s", "-k", "wanted or (latency and ct2-int8) or (quality and torch-int8)",
+                 "--perf-shapes=b1-s16")
+    assert ("WANTED [('ct2-int8', 'perf'), ('pytorch-fp32', 'perf'), ('torch-int8', 'quality')]"
+            in result.stdout.str()), result.stdout.str()
+    result = run("-s", "-k", "wanted or (bleu_ratio and onnx-int8-vs-pytorch) or helper")
+    assert ("WANTED [('onnx-int8', 'quality'), ('pytorch-fp32', 'quality')]"
+            in result.stdout.str()), result.stdout.str()
