@@ -148,9 +148,11 @@ class Helper:
     def _answer(self) -> dict | None:
         for line in self.process.stdout:
             try:
-                return json.loads(line)
+                answer = json.loads(line)
             except ValueError:
-                continue  # not an answer: a library wrote to stdout before serve moved it
+                continue  # not an answer: something wrote to stdout before serve moved it
+            if isinstance(answer, dict):
+                return answer
         return None
 
     def close(self) -> None:
@@ -227,8 +229,10 @@ def _drive(helper: Helper, pool: VariantPool, schedule: Schedule, log) -> None:
                 f"{_name(step)}: this process builds the rest")
             schedule.give_back(step)
             return
-        _adopt(pool, answer)
-        schedule.finish(step, not answer.get("error"))
+        try:
+            _adopt(pool, answer)
+        finally:  # never leave this process waiting for a step nobody builds
+            schedule.finish(step, not answer.get("error"))
 
 
 def _build_here(pool: VariantPool, step: BuildStep, log) -> bool:
