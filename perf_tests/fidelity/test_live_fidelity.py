@@ -1,6 +1,6 @@
 """The live trial of the gate against itself: `tox -e fidelity` (nightly), never the default run.
 
-Whole gate runs in fresh processes (pytorch-fp32, onnx-fp32 and onnx-int8 at b1-s16), with a
+Whole gate runs in fresh processes (pytorch-fp32 and live_trial.VARIANTS at b1-s16), with a
 history of the trial's own and the session's artifact cache, each judged by the gate's own check
 and read back from its summary.json; the kinds of tries and how they are counted:
 perf_tests/harness/live_trial.py (A/A, planted 25 % and 40 %, a 30 % slower machine, a lasting
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.fidelity
 TRIES = int(os.environ.get("PERF_FIDELITY_TRIES", "20"))
 PROMISED_FALSE_ALARMS = 0.05  # at most, per run
 PROMISED_DETECTION = 0.95  # at least, where the machine's noise allows it
-LATENCY = ["perf_tests/gate/test_latency.py", "--perf-variants=onnx-fp32,onnx-int8",
+LATENCY = ["perf_tests/gate/test_latency.py", f"--perf-variants={','.join(live_trial.VARIANTS)}",
            f"--perf-shapes={live_trial.FIGURE[1]}", "--perf-rounds=8"]
 
 

@@ -32,10 +32,16 @@ POOL = 10
 DRIFT_TRIES = 2
 PLANTS = (0.25, 0.40)  # what the issue asks to catch; what a shared 2-core runner promises
 SLOW_MACHINE = 0.30
-# 15 %, not the 10 % the recorded histories are replayed with: the trial's one figure (onnx-int8
-# at b1-s16) is the noisiest of the gate (9-11 % between unchanged runs), beyond 10 %'s reach
-DRIFT = 0.15
+DRIFT = 0.10  # the issue's lasting slowdown, as the recorded histories are replayed with
 FIGURE = ("onnx-int8", "b1-s16")  # (variant, shape) the plants are judged on
+# The variants of each trial run besides the baseline. The machine's mood in a run is read off
+# the other variants' figures, so the fewer there are the noisier the judged figure. Replaying
+# the Emerald Rapids recording cut down to b1-s16 (tenth session): with onnx-fp32 and onnx-int8
+# alone, onnx-int8's figure catches x1.18-x1.37 (3 of 21 plants of 25 % within reach, as the
+# ninth session's live trial found: none within reach); with torch-int8 and onnx-int8-tuned as
+# well, x1.13-x1.26 (20 of 21 within reach, all 20 caught; A/A 0/21; a 10 % drift found).
+# Cut down to b8-s64 instead, three variants catch no better (x1.27-x1.43).
+VARIANTS = ("onnx-fp32", "onnx-int8", "torch-int8", "onnx-int8-tuned")
 
 GateRun = Callable[..., dict]  # gate_run(results: Path, *options: str) -> summary["regression"]
 

@@ -50,18 +50,18 @@ def test_each_kind_is_counted_and_only_unchanged_runs_make_the_history(tmp_path)
     tallies = live_trial.run(SetGate(), tmp_path, tries=3)
     assert summaries(tallies) == {"A/A false": (0, 3, 0), "planted 25%": (3, 3, 0),
                                   "planted 40%": (3, 3, 0), "30% slower": (0, 3, 0),
-                                  "15% drift": (2, 2, 0)}
+                                  "10% drift": (2, 2, 0)}
     history = (tmp_path / "results" / "runs.txt").read_text().splitlines()
     assert history == ["unchanged"] * (live_trial.POOL + 3)  # plants ran on copies
     drifted = (tmp_path / "drift-1" / "runs.txt").read_text().splitlines()
-    assert drifted[live_trial.POOL + 3:] == [f"--perf-plant={VARIANT}:slowdown=0.15"] * FOUND_WITHIN
+    assert drifted[live_trial.POOL + 3:] == [f"--perf-plant={VARIANT}:slowdown=0.1"] * FOUND_WITHIN
 
 
 def test_tries_the_noise_hides_are_counted_apart(tmp_path):
     tallies = live_trial.run(SetGate(catches=1.30, reach=1.20), tmp_path, tries=2)
     assert summaries(tallies) == {"A/A false": (0, 2, 0), "planted 25%": (0, 0, 2),
                                   "planted 40%": (2, 2, 0), "30% slower": (0, 2, 0),
-                                  "15% drift": (0, 0, 2)}
+                                  "10% drift": (0, 0, 2)}
     planted, drift = tallies[1], tallies[-1]
     assert (planted.hidden_caught, drift.hidden_caught) == (2, 2)
     assert "(the noise hides it)" in drift.lines[0]
