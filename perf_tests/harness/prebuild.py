@@ -186,8 +186,9 @@ def build_all(pool: VariantPool, wanted: Iterable[tuple[str, str]], raw_options:
         except OSError as error:
             log(f"! no second builder ({error}): building one step at a time")
             helper = None
-        driver = threading.Thread(target=_drive, args=(helper, pool, schedule, log), daemon=True)
         if helper is not None:
+            driver = threading.Thread(target=_drive, args=(helper, pool, schedule, log),
+                                      daemon=True)
             driver.start()
         try:
             with _one_torch_thread():
@@ -275,6 +276,9 @@ class _Prefixed:
     def flush(self) -> None:
         self.stream.flush()
 
+    def __getattr__(self, name: str):  # isatty, fileno, encoding: the stream's own
+        return getattr(self.stream, name)
+
 
 def serve(raw_options: dict) -> None:
     """Build each step read from stdin; answer each with one JSON line on the real stdout."""
@@ -293,16 +297,18 @@ def serve(raw_options: dict) -> None:
     replies.flush()
     for line in sys.stdin:
         step = tuple(json.loads(line))
-        counts = len(STEPS), len(pool.cache.built), len(pool.cache.rebuilt), set(pool.cache.fresh)
+        cache = pool.cache
+        steps_before, built_before, rebuilt_before = len(STEPS), len(cache.built), len(cache.rebuilt)
+        fresh_before = set(cache.fresh)
         error = ""
         try:
             pool.build_step(step)
         except Exception as failure:  # the test that builds it again reports it
             error = f"{type(failure).__name__}: {str(failure).strip()[:200]}"
-        answer = {"step": list(step), "error": error,
-                  "built": pool.cache.built[counts[1]:], "rebuilt": pool.cache.rebuilt[counts[2]:],
-                  "fresh": sorted(pool.cache.fresh - counts[3]),
-                  "steps": [vars(done) for done in STEPS[counts[0]:]]}
+        answer = {"step": list(step), "error": error, "built": cache.built[built_before:],
+                  "rebuilt": cache.rebuilt[rebuilt_before:],
+                  "fresh": sorted(cache.fresh - fresh_before),
+                  "steps": [vars(done) for done in STEPS[steps_before:]]}
         replies.write(json.dumps(answer) + "\n")
         replies.flush()
 
