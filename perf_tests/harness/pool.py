@@ -96,12 +96,15 @@ class VariantPool:
             return self._perturbed_model(role, noise) if noise else self.model_folder(role)
 
         def source() -> Path:  # the planted model's export when this variant is planted
-            from_export = spec.module.source_for(self.specs[role].model_type) == "export"
-            return self._export(role, model(), noise) if from_export else model()
+            return self._export(role, model(), noise) if self._from_export(spec, role) else model()
 
         if not spec.module.builds(spec.recipe):
             return model()
         return self._cached(spec, role, source, noise)
+
+    def _from_export(self, spec: VariantSpec, role: str) -> bool:
+        """Whether the variant's builder starts from optimum's export (else the model folder)."""
+        return spec.module.source_for(self.specs[role].model_type) == "export"
 
     def _key_parts(self, role: str, noise: float, **parts) -> dict:
         parts = {"model": self.specs[role].fingerprint, **parts, "versions": library_versions(),
@@ -140,14 +143,14 @@ class VariantPool:
     def build_steps(self, variant: str, role: str) -> list[tuple[str, ...]]:
         """The cache entries that loading a variant builds, each after the ones before it:
         ``("model", role)``, ``("export", role)``, ``("variant", role, variant)``, those it
-        needs. None for a team's folder, a variant this machine skips or a planted variant
+        needs. None at all for a team's folder, a variant this machine skips or a planted variant
         (its perturbed model is built on first use, as everything was before prebuild)."""
         spec = self.spec(variant)
         if spec.folder is not None or self._planted_noise(variant) or self.skip_reason(variant):
             return []
         steps = [] if self.specs[role].folder is not None else [("model", role)]
         if spec.module.builds(spec.recipe):
-            if spec.module.source_for(self.specs[role].model_type) == "export":
+            if self._from_export(spec, role):
                 steps.append(("export", role))
             steps.append(("variant", role, variant))
         return steps

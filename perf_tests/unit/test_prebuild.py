@@ -31,8 +31,11 @@ def variant(name, role="perf"):
 class RecordingPool:
     """build_steps, is_cached and build_step as VariantPool has them, with no builder behind."""
 
-    def __init__(self, steps: dict, cached=(), failing=(), tmp_path=None):
+    def __init__(self, steps: dict, cached=(), failing=(), tmp_path=None, wait_for=None):
+        """``wait_for``: an event this process's builds wait on (set by the helper's first
+        build), so that the helper takes a step however the threads are scheduled."""
         self.steps, self.cached, self.failing = steps, set(cached), set(failing)
+        self.wait_for = wait_for
         self.built: list = []
         self.lock = threading.Lock()
         self.cache = ArtifactCache(tmp_path, log=lambda line: None)
@@ -46,6 +49,8 @@ class RecordingPool:
         return step in self.cached
 
     def build_step(self, step, builder="here"):
+        if builder == "here" and self.wait_for is not None:
+            assert self.wait_for.wait(timeout=30), "the helper never took a step"
         with self.lock:
             done = {built for built, _ in self.built}
             waits_on = [s for chain in self.steps.values() for before, s in zip(chain, chain[1:])
@@ -121,6 +126,8 @@ class FakeHelper:
         if self.answered == self.stops_after:
             return None
         self.answered += 1
+        if self.pool.wait_for is not None:
+            self.pool.wait_for.set()
         error = ""
         try:
             self.pool.build_step(step, builder="helper")
@@ -150,7 +157,7 @@ def with_helper(monkeypatch):
 
 
 def test_every_missing_step_is_built_once_after_what_it_waits_for(tmp_path, with_helper):
-    pool = RecordingPool(ONNX, tmp_path=tmp_path)
+    pool = RecordingPool(ONNX, tmp_path=tmp_path, wait_for=threading.Event())
     helpers = with_helper(pool)
     prebuild.build_all(pool, list(ONNX), {}, log=lambda line: None)
     steps = [step for step, _ in pool.built]
