@@ -13,8 +13,10 @@ one unlucky try. PERF_FIDELITY_TRIES sets TRIES (default 20).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -48,10 +50,22 @@ def gate_run(gate):
     return run
 
 
+@pytest.fixture
+def workdir(gate, tmp_path):
+    """The trial's folder; its unchanged runs are kept afterwards under the results folder
+    (``fidelity/<UTC time>/``), a recording ``python -m perf_tests.harness.replay`` reads."""
+    yield tmp_path
+    history = tmp_path / "results" / "history"
+    if history.is_dir():
+        kept = gate.config.results_dir / "fidelity" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        shutil.copytree(history, kept / "history")
+        print(f"the trial's unchanged runs: {kept / 'history'}")
+
+
 @pytest.mark.skipif(TRIES < 1, reason="PERF_FIDELITY_TRIES=0")
-def test_the_gate_keeps_its_promises_on_this_machine(gate_run, tmp_path,
+def test_the_gate_keeps_its_promises_on_this_machine(gate_run, workdir,
                                                      record_testsuite_property):
-    tallies = live_trial.run(gate_run, tmp_path, TRIES)
+    tallies = live_trial.run(gate_run, workdir, TRIES)
     aa, *planted, slow, drift = tallies
     for tally in tallies:
         print("\n".join(tally.lines))

@@ -138,6 +138,7 @@ class GateConfig:
     baseline_runs: int = 20  # how many of the last runs the machine's noise is read from
     regression_factor: float = 1.10  # the smallest latency change that counts
     false_alarm_rate: float = 0.01  # per run, split over its latency figures
+    measure_again: str = "regressed"  # which latency tests are measured a second time (MEASURE_AGAIN)
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -243,9 +244,20 @@ def _measuring(options: dict, cpu: CpuInfo) -> dict:
                           bounds=NEW_TOKENS))
 
 
+# Which latency tests the gate measures a second time, once the last test has run (confirm.py):
+# those whose figure regressed on the first measurement (the verdict is the second's), every one
+# (twice the time: a recording of how far two measurements of one run differ), or none.
+MEASURE_AGAIN = ("regressed", "all", "never")
+
+
 def _regression(options: dict, results_dir: Path, arch: str) -> dict:
     """What the regression check compares with, and how strictly."""
+    again = options.get("measure_again") or MEASURE_AGAIN[0]
+    if again not in MEASURE_AGAIN:
+        raise ConfigError(f"--perf-measure-again {again!r}: choose from "
+                          f"{', '.join(MEASURE_AGAIN)}")
     return dict(
+        measure_again=again,
         baseline_run=_parse_baseline(options.get("baseline"), results_dir, arch),
         baseline_runs=number("--perf-baseline-runs", options.get("baseline_runs"), default=20,
                              bounds=BASELINE_RUNS),

@@ -49,7 +49,7 @@ class Run:
             if "variant" in info and "shape" in info and "figure" not in info:
                 stats = bench.get("stats", {})
                 data, paired = stats.get("data") or [], info.get("paired_baseline_s") or []
-                if not (_timings(data) and _timings(paired, empty=True)):
+                if not (_timings(data) and _timings(paired, empty=True) and _again(info)):
                     warnings.warn(f"skipping a damaged latency entry ({info['variant']} "
                                   f"[{info['shape']}]) in history file {self.path}",
                                   HistoryWarning, stacklevel=2)
@@ -57,6 +57,14 @@ class Run:
                 found[(info["variant"], info["shape"])] = {
                     "data": data, "median": stats.get("median"), "extra_info": info}
         return found
+
+
+def _again(info: dict) -> bool:
+    """No second measurement (regression.as_judged, confirm.py), or ones of sound timings."""
+    return all(isinstance(again, dict) and _timings(again.get("data"))
+               and _timings(again.get("paired_baseline_s", []), empty=True)
+               for again in (info.get(key) for key in ("measured_again", "recorded_again"))
+               if again is not None)
 
 
 def _timings(values, empty: bool = False) -> bool:

@@ -61,8 +61,11 @@ def row(kind: str, check: dict, figure=FIGURE) -> str:
     found = judged(check, figure)
     if found is None:
         return f"{kind}: not judged ({'; '.join(check['notes'])})"
+    again = (f"; measured again, the first x{found['first_factor']:.3f}"
+             if found.get("first_factor") else "")
     return (f"{kind}: {figure[0]} x{found['factor']:.3f} (machine x{found['machine_factor']:.3f}, "
-            f"catches x{found['detectable_factor']:.3f}){'  TRIPPED' if tripped(check) else ''}")
+            f"catches x{found['detectable_factor']:.3f}{again})"
+            f"{'  TRIPPED' if tripped(check) else ''}")
 
 
 def _copy(history: Path, folder: Path) -> Path:

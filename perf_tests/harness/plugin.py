@@ -56,6 +56,10 @@ OPTIONS = {
     "false-alarm-rate": ("PERF_FALSE_ALARM_RATE", "the chance that an unchanged run fails the "
                          "latency check, split over its figures; sets how far past this "
                          "machine's measured noise a change must be (default: 0.01)"),
+    "measure-again": ("PERF_MEASURE_AGAIN", "which latency tests are measured a second time at "
+                      "the end of the run: regressed (default: those whose figure regressed; the "
+                      "verdict is the second measurement's), all (a recording of the noise "
+                      "between two measurements of one run; twice the time) or never"),
     "plant": ("PERF_PLANT", "plant a regression to test the gate itself, e.g. "
               "onnx-int8:slowdown=0.25, onnx-int8:noise=0.3, or all:slowdown=0.30 for a slower "
               "machine (default: none)"),
@@ -308,18 +312,39 @@ def gate(pytestconfig: pytest.Config) -> Gate:
     return pytestconfig.stash[GATE_KEY]
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the summary and reports and run the regression check, once pytest-benchmark has
-    saved this run; here and not in the terminal summary, so that nothing is lost when another
-    plugin's summary raises (pytest-benchmark's --benchmark-compare-fail does)."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # around pytest-benchmark's, which saves the run
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """Before pytest-benchmark saves this run, measure again each test whose latency regressed
+    (confirm.py); once it has, write the summary and reports and run the regression check. Here
+    and not in the terminal summary, so that nothing is lost when another plugin's summary
+    raises (pytest-benchmark's --benchmark-compare-fail does)."""
     gate = session.config.stash.get(GATE_KEY, None)
     if gate is None or not gate.used or hasattr(session.config, "workerinput"):
-        return
+        return (yield)
+    _measure_again(session, gate)
+    result = yield
     from perf_tests.harness import reporting
 
     gate.outcome = reporting.finish_run(gate)
     if gate.outcome.failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
+
+
+def _measure_again(session: pytest.Session, gate: Gate) -> None:
+    """The second measurement of what regressed; one that cannot be taken leaves the verdict to
+    the first, with the reason in the summary's notes."""
+    benchmark_session = getattr(session.config, "_benchmarksession", None)
+    if (benchmark_session is None or benchmark_session.disabled or not gate.store.latency
+            or session.exitstatus == pytest.ExitCode.INTERRUPTED):  # Ctrl-C: stop now
+        return
+    from perf_tests.harness import confirm
+
+    try:
+        confirm.measure_again(gate, benchmark_session.benchmarks)
+    except Exception as error:  # noqa: BLE001 - the run and its figures must still be saved
+        gate.notes.append(f"a regressed figure could not be measured again, so the first "
+                          f"measurement is judged: {type(error).__name__}: {error}")
 
 
 @pytest.hookimpl(trylast=True)  # the gate's summary closes the output

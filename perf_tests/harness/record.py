@@ -27,7 +27,8 @@ from perf_tests.harness.config import ROOT
 
 DATA = ROOT / "perf_tests" / "unit" / "data" / "histories"
 KEPT_INFO = ("variant", "shape", "threads", "new_tokens", "arch", "preset", "model", "artifact",
-             "paired_baseline_s", "others_cpu_share", "steal_share")
+             "paired_baseline_s", "others_cpu_share", "steal_share", "measured_again",
+             "recorded_again")
 KEPT_GATE = ("run_id", "libraries", "machine")
 
 
@@ -44,6 +45,10 @@ def trim(run: history.Run) -> dict:
         info = {k: v for k, v in bench.get("extra_info", {}).items() if k in KEPT_INFO}
         if "paired_baseline_s" in info:
             info["paired_baseline_s"] = _rounded(info["paired_baseline_s"])
+        for again in ("measured_again", "recorded_again"):  # confirm.py's second measurement
+            if again in info:
+                info[again] = {k: _rounded(v) if isinstance(v, list) else v
+                               for k, v in info[again].items()}
         benches.append({"name": bench.get("name"), "group": bench.get("group"),
                         "extra_info": info,
                         "stats": {"data": _rounded(bench.get("stats", {}).get("data") or [])}})

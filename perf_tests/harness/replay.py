@@ -80,16 +80,66 @@ class Tally:
                 f"{hidden}")
 
 
+AGAIN = ("measured_again", "recorded_again")  # a test's second measurement (confirm.py)
+
+
 def slowed(entry: dict, factor: float, interleaved: bool = False) -> dict:
+    """A test's rounds, and those of its second measurement, ``factor`` times slower; with
+    ``interleaved``, the baseline rounds beside them too (a slower machine)."""
+    def scale(part: dict) -> dict:
+        out = {**part, "data": [x * factor for x in part["data"]]}
+        if interleaved and part.get("paired_baseline_s"):
+            out["paired_baseline_s"] = [x * factor for x in part["paired_baseline_s"]]
+        return out
+
     info = entry["extra_info"]
-    if interleaved and info.get("paired_baseline_s"):
-        info = {**info, "paired_baseline_s": [x * factor for x in info["paired_baseline_s"]]}
-    return {"data": [x * factor for x in entry["data"]], "extra_info": info}
+    own = scale({"data": entry["data"], "paired_baseline_s": info.get("paired_baseline_s")})
+    info = {**info, "paired_baseline_s": own["paired_baseline_s"],
+            **{key: scale(info[key]) for key in AGAIN if info.get(key)}}
+    return {"data": own["data"], "extra_info": info}
+
+
+def _first(entry: dict) -> dict:
+    return {**entry, "extra_info": {k: v for k, v in entry["extra_info"].items()
+                                    if k not in AGAIN}}
+
+
+def _second(entry: dict) -> dict:
+    """The test as the gate judges it once measured again: the recorded second measurement."""
+    info = entry["extra_info"]
+    again = info.get("measured_again") or info.get("recorded_again")
+    return {**_first(entry), "extra_info": {**_first(entry)["extra_info"],
+                                            "measured_again": again}} if again else _first(entry)
+
+
+def confirmed(now: dict, earlier: list[dict], rule: Rule) -> tuple[dict, list]:
+    """A run as the gate judges and keeps it: its first measurements against up to POOL_SIZE
+    runs before it; where a figure regressed and the recording holds a second measurement of its
+    tests (``--perf-measure-again=all``), the verdict and the run kept are that one's. A
+    recording without second measurements keeps the first verdict, so its false alarms are at
+    worst those of the gate, and its catches at best."""
+    pool = earlier[-regression.POOL_SIZE:]
+    label = f"the last {len(pool)} runs"
+    first = {key: _first(entry) for key, entry in now.items()}
+    found = regression.compare_latency(first, pool, rule, label)
+    wanted = regression.measure_again(found, first) if rule.measure_again else []
+    if not any(_second(now[key]) != first[key] for key in wanted):
+        return first, found
+    kept = {key: _second(now[key]) if key in wanted else entry for key, entry in first.items()}
+    return kept, regression.compare_latency(kept, pool, rule, label)
 
 
 def judge(now: dict, earlier: list[dict], rule: Rule) -> list[regression.Comparison]:
-    return regression.compare_latency(now, earlier[-regression.POOL_SIZE:], rule,
-                                      f"the last {min(len(earlier), regression.POOL_SIZE)} runs")
+    return confirmed(now, earlier, rule)[1]
+
+
+def kept_history(entries: list[dict], rule: Rule) -> list[dict]:
+    """Each run as the gate kept it in the history, judged in turn against those before it."""
+    kept: list[dict] = []
+    for entry in entries:
+        kept.append(confirmed(entry, kept, rule)[0] if len(kept) >= regression.MIN_POOL
+                    else {key: _first(e) for key, e in entry.items()})
+    return kept
 
 
 def _row(label: str, found: list[regression.Comparison]) -> str:
@@ -107,8 +157,9 @@ def aa_tries(runs: list[history.Run], rule: Rule) -> Tally:
     """Each unchanged run as the gate judges it: tonight's check, and the change points that
     the run would confirm."""
     entries, tally = [run.latency() for run in runs], Tally("A/A false alarms")
+    kept = kept_history(entries, rule)
     for index in range(regression.MIN_POOL, len(runs)):
-        found = judge(entries[index], entries[:index], rule)
+        found = judge(entries[index], kept[:index], rule)
         if not found:
             continue
         failing = [cp for cp in changepoints.find(runs[:index + 1], entries[index]) if cp.fails]
@@ -122,12 +173,13 @@ def planted_tries(runs: list[history.Run], rule: Rule, slowdown: float) -> Tally
     """Each variant in turn ``1 + slowdown`` slower at every shape, as the plant makes it;
     caught when any of its figures regressed."""
     entries = [run.latency() for run in runs]
+    kept = kept_history(entries, rule)
     tally = Tally(f"planted {slowdown:.0%} slowdown caught")
     for index in range(regression.MIN_POOL, len(runs)):
         for variant in sorted({key[0] for key in entries[index]}):
             now = {key: slowed(entry, 1 + slowdown) if key[0] == variant else entry
                    for key, entry in entries[index].items()}
-            found = [c for c in judge(now, entries[:index], rule) if c.variant == variant]
+            found = [c for c in judge(now, kept[:index], rule) if c.variant == variant]
             if not found:
                 continue
             caught = any(c.regressed for c in found)
@@ -146,7 +198,8 @@ def planted_tries(runs: list[history.Run], rule: Rule, slowdown: float) -> Tally
 
 def slow_machine_tries(runs: list[history.Run], slow: list[history.Run], rule: Rule) -> Tally:
     """Each run of a busier machine against the unchanged runs before it in time."""
-    entries, tally = [run.latency() for run in runs], Tally("slow-machine false alarms")
+    entries = kept_history([run.latency() for run in runs], rule)
+    tally = Tally("slow-machine false alarms")
     for run in slow:
         found = judge(run.latency(), entries, rule)
         if found:
@@ -329,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio-compare-fail", default=RATIO_RECIPE.threshold, metavar="CHECK",
                         type=compare_check,
                         help="the same on the latency ratio group (default: %(default)s)")
+    parser.add_argument("--measure-again", choices=("regressed", "never"), default="regressed",
+                        help="judge a regressed figure again on its recorded second measurement "
+                             "(--perf-measure-again=all recordings), as the gate does, or never "
+                             "(default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per try")
     args = parser.parse_args(argv)
     for folder in filter(None, (args.history, args.slow_machine)):
@@ -341,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay: {len(runs)} runs in {args.history}; the check needs more than "
               f"{regression.MIN_POOL} to judge one", file=sys.stderr)
         return 2
-    rule = Rule(args.min_factor, args.false_alarm_rate)
+    rule = Rule(args.min_factor, args.false_alarm_rate, args.measure_again == "regressed")
     tallies = [aa_tries(runs, rule), planted_tries(runs, rule, args.slowdown)]
     slow = history.load_runs(args.slow_machine) if args.slow_machine else []
     if slow:

@@ -50,6 +50,12 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
         lines.append(f"this machine's noise hides a {WORTH_CATCHING - 1:.0%} regression tonight in: "
                      + ", ".join(f"{c.variant} [{c.shape}] (catches "
                                  f"+{(c.detectable - 1) * 100:.0f}% or more)" for c in hidden))
+    again = [c for c in comparisons if c.first_factor is not None]
+    if again:
+        lines.append("measured again, as their first measurement regressed (the verdict is the "
+                     "second's): " + ", ".join(f"{c.variant} [{c.shape}] first "
+                                                f"{(c.first_factor - 1) * 100:+.1f}%, then "
+                                                f"{(c.factor - 1) * 100:+.1f}%" for c in again))
     busy = [c for c in comparisons if c.busy is not None]
     if busy:
         lines.append(f"the machine was busy: other processes took up to "

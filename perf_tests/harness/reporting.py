@@ -26,12 +26,17 @@ class Outcome:
 
 
 def current_latency(gate) -> dict:
-    """This run's latency entries in the shape history.Run.latency() gives earlier ones."""
+    """This run's latency entries in the shape history.Run.latency() gives earlier ones, with
+    the second measurement of each figure measured again (confirm.py)."""
     config = gate.config
     how = {"threads": config.threads, "new_tokens": config.new_tokens}
-    return {key: {"data": result.samples_s,
-                  "extra_info": {"paired_baseline_s": result.paired_baseline_s, **how}}
-            for key, result in gate.store.latency.items()}
+    found = {}
+    for key, result in gate.store.latency.items():
+        info = {"paired_baseline_s": result.paired_baseline_s, **how, **result.shares()}
+        if key in gate.store.latency_again:
+            info["measured_again"] = gate.store.latency_again[key].as_measured_again()
+        found[key] = {"data": result.samples_s, "extra_info": info}
+    return found
 
 
 @dataclass
@@ -43,26 +48,37 @@ class HistoryComparison:
     drift_reach: dict = field(default_factory=dict)  # (variant, shape) -> factor
 
 
-def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
-    """Tonight against the pool (latency calibrated on its noise; memory, disk and scores against
-    its newest run), and the change points of the history up to tonight."""
+def latency_check(gate, runs: list, current: dict) -> tuple[list, list[Comparison], int]:
+    """Tonight's latency against the pool: (the pool, the comparisons, the runs the noise is
+    read from); no pool, no comparison."""
     config = gate.config
     pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
     if not pool:
-        return HistoryComparison()
-    found = HistoryComparison(label=history.pool_label(pool))
-    current = current_latency(gate)
+        return [], [], 0
     earlier = [run for run in runs if run.run_id != gate.run_id]
     pinned = config.baseline_run != "latest"
     noise_pool = earlier[-config.baseline_runs:] if pinned else pool
-    rule = regression.Rule(config.regression_factor, config.false_alarm_rate)
-    found.comparisons = regression.compare_latency(
-        current, [run.latency() for run in noise_pool], rule, found.label,
+    rule = regression.Rule(config.regression_factor, config.false_alarm_rate,
+                           config.measure_again != "never")
+    comparisons = regression.compare_latency(
+        current, [run.latency() for run in noise_pool], rule, history.pool_label(pool),
         reference=pool[-1].latency() if pinned else None)
+    return pool, comparisons, len(noise_pool)
+
+
+def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
+    """Tonight against the pool (latency calibrated on its noise; memory, disk and scores against
+    its newest run), and the change points of the history up to tonight."""
+    current = current_latency(gate)
+    pool, comparisons, noise_runs = latency_check(gate, runs, current)
+    if not pool:
+        return HistoryComparison()
+    found = HistoryComparison(comparisons, label=history.pool_label(pool))
     if current and not found.comparisons:
-        found.notes.append(f"latency not judged yet: {len(noise_pool)} earlier run(s), the check "
+        found.notes.append(f"latency not judged yet: {noise_runs} earlier run(s), the check "
                            f"needs {regression.MIN_POOL} comparable ones to measure this "
                            "machine's noise")
+    earlier = [run for run in runs if run.run_id != gate.run_id]
     latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
     found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)
     tonight = [run for run in runs if run.run_id == gate.run_id]
@@ -82,6 +98,7 @@ def regression_record(found: HistoryComparison) -> dict:
                          "machine_factor": c.machine_factor and round(c.machine_factor, 4),
                          "detectable_factor": c.detectable and round(c.detectable, 4),
                          "busy_share": c.busy and round(c.busy, 4),
+                         "first_factor": c.first_factor and round(c.first_factor, 4),
                          "message": c.message} for c in found.comparisons],
         "change_points": [{"variant": cp.variant, "shape": cp.shape, "shift": round(cp.shift, 4),
                            "before": cp.before.label, "after": cp.after.label,

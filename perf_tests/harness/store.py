@@ -78,14 +78,24 @@ class LatencyResult:
             return None
         return statistics.median(self.samples_s) / statistics.median(self.paired_baseline_s)
 
+    def shares(self) -> dict:
+        """Others' and the hypervisor's share of the CPUs during the rounds, where measured."""
+        if self.others_cpu is None:
+            return {}
+        return {"others_cpu_share": round(self.others_cpu, 4),
+                "steal_share": round(self.steal or 0.0, 4)}
+
+    def as_measured_again(self) -> dict:
+        """These rounds as a second measurement of a test (``measured_again`` in extra_info)."""
+        return {"data": self.samples_s, "paired_baseline_s": self.paired_baseline_s,
+                **self.shares()}
+
     def as_dict(self) -> dict:
         out = {"median_ms": round(self.median_ms, 2), "p90_ms": round(self.percentile_ms(0.9), 2),
                "p99_ms": round(self.percentile_ms(0.99), 2), "rounds": len(self.samples_s),
                "first_call_ms": round(self.first_call_s * 1000, 1),
                "load_s": round(self.load_s, 3)}
-        if self.others_cpu is not None:
-            out["others_cpu_share"] = round(self.others_cpu, 4)
-            out["steal_share"] = round(self.steal or 0.0, 4)
+        out.update(self.shares())
         if self.paired_baseline_s:
             out["paired_baseline_median_ms"] = round(
                 statistics.median(self.paired_baseline_s) * 1000, 2)
@@ -98,6 +108,8 @@ class ResultStore:
                  memory_wanted: frozenset[str] = frozenset()):
         self.config, self.pool = config, pool
         self.latency: dict[tuple[str, str], LatencyResult] = {}
+        # the second measurement of a test whose latency regressed on its first (confirm.py)
+        self.latency_again: dict[tuple[str, str], LatencyResult] = {}
         self._memory: dict[str, dict] = {}
         self.memory_wanted = memory_wanted  # the variants whose memory the selected tests need
         self._quality: dict[str, dict] = {}

@@ -84,6 +84,8 @@ def test_preset_the_cpu_cannot_run_is_skipped_not_fatal(tmp_path):
     ({"false_alarm_rate": "0.5"}, "--perf-false-alarm-rate 0.5 is out of range: pass a number "
                                   "above 0 and below 0.5"),
     ({"false_alarm_rate": "inf"}, "--perf-false-alarm-rate 'inf' is not a finite number"),
+    ({"measure_again": "sometimes"}, "--perf-measure-again 'sometimes': choose from regressed, "
+                                     "all, never"),
     ({"shapes": "b0-s16"}, "--perf-shapes b0-s16: batch 0 is out of range"),
     ({"shapes": "b1-s1"}, "--perf-shapes b1-s1: source tokens 1 is out of range"),
     ({"shapes": "b1-s99999"}, "source tokens 99999 is out of range"),

@@ -8,6 +8,8 @@ recorded rounds, as ``--perf-plant`` applies them to live ones. The live trial o
 promises is ``tox -e fidelity``.
 """
 
+import statistics
+
 import pytest
 
 from perf_tests.harness import changepoints, history, regression, replay
@@ -17,8 +19,10 @@ from perf_tests.harness.regression import Rule
 pytestmark = pytest.mark.unit
 
 HISTORIES = ROOT / "perf_tests" / "unit" / "data" / "histories"
+# whole-gate recordings; "-contended" ones are the same machine busier, and "-twice" one
+# measured each test twice in each run (the live trial's variants at one shape: tests below)
 RECORDED = sorted(p.name for p in HISTORIES.glob("*") if p.is_dir()
-                  and not p.name.endswith("-contended"))
+                  and not p.name.endswith(("-contended", "-twice")))
 
 
 @pytest.fixture(scope="module", params=RECORDED)
@@ -34,19 +38,26 @@ def test_unchanged_runs_raise_at_most_one_false_alarm_in_twenty(runs):
 
 def test_a_25pc_slower_variant_is_caught_where_the_noise_allows(runs):
     """The promise is 19 of 20 where the noise allows (the check's 'catches' is at most 1.25);
-    where it does not, the report says so, and those tries are counted apart."""
+    where it does not, the report says so, and those tries are counted apart. Since a
+    regression takes two measurements (the second taken again), 'catches' is larger: within
+    reach are 113 of 147 tries on the Emerald Rapids VM (120 with one measurement) and 6 of 84
+    on the Zen 4 VM (18), whose figures move by 4-9 % between unchanged runs."""
     tally = replay.planted_tries(runs, Rule(), 0.25)
-    assert tally.tries >= 15, tally.summary()
+    assert tally.tries >= 5, tally.summary()
     assert tally.hits >= tally.tries - 1, "\n".join(
         [tally.summary(), *[line for line in tally.lines if "MISSED" in line]])
     assert tally.hidden_caught >= tally.hidden // 2, tally.summary()
 
 
 def test_a_40pc_slower_variant_is_caught_every_time_once_the_pool_has_grown(runs):
-    """Only the first runs' small pools (5-6 runs: a wide t quantile) hide a 40 % change."""
+    """Only the first six judged runs' small pools (5-10 runs: a wide t quantile) hide a 40 %
+    change."""
     tally = replay.planted_tries(runs, Rule(), 0.40)
-    assert tally.hits == tally.tries and tally.tries >= 0.9 * (tally.tries + tally.hidden), \
+    assert tally.hits == tally.tries and tally.tries >= 0.8 * (tally.tries + tally.hidden), \
         tally.summary()
+    early = tuple(run.label for run in runs[regression.MIN_POOL:regression.MIN_POOL + 6])
+    hidden = [line for line in tally.lines if "the noise hides it" in line]
+    assert all(line.startswith(early) for line in hidden), hidden
 
 
 # Busier-machine recordings on which the promise is not met yet (results/README.md), with the
@@ -209,3 +220,41 @@ def test_a_short_or_missing_history_is_one_line(tmp_path, capsys):
     assert replay.main([str(tmp_path / "nowhere")]) == 2
     assert replay.main([str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+TWICE = HISTORIES / "intel-emerald-rapids-twice"  # every test measured twice in each run
+
+
+def test_the_recorded_false_alarms_were_single_test_stalls_that_measuring_again_clears():
+    """On the Emerald Rapids recording with every test measured twice, judged on the first
+    measurement alone two unchanged runs fail: torch-int8 x1.355 in #0020 and onnx-int8 x1.204
+    in #0024, each one test slower while the rest of its run was as usual. Measured again, as
+    the gate now does, neither fails, and a 25 % slower variant is still caught where the
+    noise allows."""
+    runs = history.load_runs(TWICE)
+    once = replay.aa_tries(runs, Rule(measure_again=False))
+    flagged = [line.split("REGRESSED ")[1] for line in once.lines if "REGRESSED" in line]
+    assert flagged == ["torch-int8 [b1-s16] x1.355", "onnx-int8 [b1-s16] x1.204"], once.lines
+    assert replay.aa_tries(runs, Rule()).hits == 0
+    planted = replay.planted_tries(runs, Rule(), 0.25)
+    assert planted.tries >= 10 and planted.hits >= planted.tries - 1, "\n".join(planted.lines)
+
+
+def test_two_measurements_of_one_run_are_nearly_independent():
+    """The second measurement's residual hardly follows the first's: a pooled correlation of
+    0.12 over the recording's 5 figures x 26 runs (onnx-int8 alone 0.62: a slow spell over both
+    of its measurements in #0024), so a stall in one is little reason to expect one in the
+    other: the assumption behind judging a regression on both."""
+    runs = history.load_runs(TWICE)
+    entries = [run.latency() for run in runs]
+    firsts = [regression.figures({k: replay._first(e) for k, e in run.items()}) for run in entries]
+    seconds = [regression.figures({k: replay._second(e) for k, e in run.items()})
+               for run in entries]
+    usual = regression.usual_levels(firsts)
+    pairs = [(first[key] - usual[key] - regression.mood(first, usual, key[0]),
+              second[key] - usual[key] - regression.mood(first, usual, key[0]))
+             for first, second in zip(firsts, seconds) for key in first
+             if key[0] == key[2] and key in second and second[key] != first[key]]
+    assert len(pairs) >= 5 * 25
+    r = statistics.correlation(*zip(*pairs))
+    assert abs(r) < 0.25, r

@@ -59,6 +59,7 @@ def test_good_options_run(run):
     (["--perf-regression-factor=0.9"], "--perf-regression-factor 0.9 is out of range"),
     (["--perf-false-alarm-rate=rarely"], "--perf-false-alarm-rate 'rarely' is not a number"),
     (["--perf-false-alarm-rate=0.7"], "--perf-false-alarm-rate 0.7 is out of range"),
+    (["--perf-measure-again=twice"], "--perf-measure-again 'twice': choose from regressed"),
     (["--perf-shapes=b0-s16"], "--perf-shapes b0-s16: batch 0 is out of range"),
     (["--perf-plant=onnx-int8:slowdown=lots"], "slowdown 'lots' is not a number"),
     (["--perf-baseline=9999"], "--perf-baseline 9999: no such run in"),

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from perf_tests.harness import history, regression, report, reporting
+from perf_tests.harness.store import LatencyResult
 
 pytestmark = pytest.mark.unit
 
@@ -227,11 +228,11 @@ def test_baseline_pool_selection(tmp_path):
 def fake_gate(tmp_path, baseline_run="latest", runs=20):
     config = SimpleNamespace(baseline_run=baseline_run, baseline_runs=runs, threads=2,
                              new_tokens=32, regression_factor=1.10, false_alarm_rate=0.01,
-                             baseline="pytorch-fp32")
+                             baseline="pytorch-fp32", measure_again="regressed")
     rng = random.Random(9)
-    result = SimpleNamespace(samples_s=noisy(0.100, 8, rng), paired_baseline_s=[])
-    return SimpleNamespace(config=config, run_id="now",
-                           store=SimpleNamespace(latency={("onnx-int8", "b1-s16"): result}))
+    result = LatencyResult("onnx-int8", "b1-s16", noisy(0.100, 8, rng), 0.1, 1.0)
+    return SimpleNamespace(config=config, run_id="now", store=SimpleNamespace(
+        latency={("onnx-int8", "b1-s16"): result}, latency_again={}))
 
 
 def test_latency_waits_for_five_earlier_runs(tmp_path):
@@ -246,3 +247,81 @@ def test_latency_waits_for_five_earlier_runs(tmp_path):
     found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}},
                                            history.load_runs(tmp_path))
     assert [c.kind for c in found.comparisons] == ["latency"] and not found.notes
+
+
+def measured_again(run: dict, key, again: dict) -> dict:
+    """``run`` with the test ``key`` measured a second time, as confirm.py records it."""
+    info = {**run[key]["extra_info"], "measured_again": {
+        "data": again["data"], "paired_baseline_s": again["extra_info"]["paired_baseline_s"]}}
+    return {**run, key: {**run[key], "extra_info": info}}
+
+
+def test_a_stall_measured_again_is_judged_on_the_second_measurement():
+    """One test 60 % slower while the rest of the run is as usual (the host stalled for it):
+    measured again it is as usual, and the night passes, saying what the first rounds were."""
+    rng = random.Random(14)
+    pool = history_of(rng)
+    stalled = gate_run(rng, slower={"onnx-int8": 1.6})
+    first = judged(stalled, pool)
+    assert first.regressed and first.first_factor is None
+    assert regression.measure_again([first], stalled) == [KEY]
+    second = judged(measured_again(stalled, KEY, gate_run(rng)[KEY]), pool)
+    assert not second.regressed and second.first_factor == pytest.approx(first.factor)
+    assert f"measured again (the first rounds were x{first.factor:.3f}): best round" \
+        in second.message
+    assert (f"measured again, as their first measurement regressed (the verdict is the "
+            f"second's): onnx-int8 [b1-s16] first +{(first.factor - 1) * 100:.1f}%, then "
+            in " ".join(report.comparison_lines([second], "the last runs")))
+    real = gate_run(rng, slower={"onnx-int8": 1.6})
+    again = gate_run(rng, slower={"onnx-int8": 1.6})[KEY]  # a real change is there again
+    assert judged(measured_again(real, KEY, again), pool).regressed
+
+
+def test_every_shape_of_a_variant_judged_over_all_its_shapes_is_measured_again():
+    rng = random.Random(15)
+    shapes = ("b1-s16", "b8-s64")
+    now = gate_run(rng, shapes=shapes, slower={"onnx-int8": 1.5})
+    found = regression.compare_latency(now, history_of(rng, shapes=shapes), RULE, "#1")
+    assert {c.shape for c in found if c.variant == "onnx-int8" and c.regressed} >= {
+        regression.ALL_SHAPES}
+    assert regression.measure_again(found, now) == [("onnx-int8", "b1-s16"),
+                                                    ("onnx-int8", "b8-s64")]
+    assert regression.measure_again([c for c in found if c.variant != "onnx-int8"], now) == []
+
+
+def test_a_stalled_run_measured_again_leaves_the_noise_of_later_nights_alone():
+    """Without the second measurement, one stalled run in the pool widens what the check can
+    catch for as long as it stays there; with it, the pool is as if the stall never happened."""
+    rng = random.Random(16)
+    pool = history_of(rng)
+    now = gate_run(rng)
+    usual = pool[7][KEY]
+    stalled = {**pool[7], KEY: {**usual, "data": [x * 1.6 for x in usual["data"]]}}
+    kept_stall = pool[:7] + [stalled] + pool[8:]
+    confirmed = pool[:7] + [measured_again(stalled, KEY, usual)] + pool[8:]
+    assert judged(now, confirmed).detectable == pytest.approx(judged(now, pool).detectable)
+    assert judged(now, kept_stall).detectable > judged(now, pool).detectable + 0.05
+
+
+def test_the_smallest_change_caught_is_caught_by_both_measurements_in_95pc_of_runs():
+    """The report's 'catches': a change that large exceeds the bound on the first measurement
+    and on the second in 95 % of runs (each of them a t-distributed prediction, as the bound
+    assumes); with 95 % for each, it would be caught in about 90 %."""
+    from scipy.stats import t as student_t
+
+    noise = regression.Noise(0.0, 0.05, 20)
+    alpha, spread = 0.0025, math.sqrt(1 + 1 / 20)
+    change, bound = noise.detectable(alpha, 1.10), noise.bound(alpha, 1.10)
+    draws = student_t.rvs(19, size=(2, 40_000), random_state=17) * 0.05 * spread + change
+    caught = ((draws[0] > bound) & (draws[1] > bound)).mean()
+    assert 0.945 < caught < 0.96, caught
+
+
+def test_a_damaged_second_measurement_skips_the_entry_with_the_file_named(tmp_path):
+    path = write_run(tmp_path, 1, "a")
+    data = json.loads(path.read_text())
+    data["benchmarks"][0]["extra_info"]["measured_again"] = {"data": ["slow"]}
+    path.write_text(json.dumps(data))
+    [run] = history.load_runs(tmp_path)
+    with pytest.warns(history.HistoryWarning, match=f"damaged latency entry .* in history file {path}"):
+        assert run.latency() == {}
