@@ -6,20 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from perf_tests.harness import prebuild, progress
+from perf_tests.harness import prebuild
 from perf_tests.harness.cache import ArtifactCache
 from perf_tests.harness.prebuild import Schedule
 
 pytestmark = pytest.mark.unit
 
-
-@pytest.fixture(autouse=True)
-def steps_kept_apart():
-    """The walk's progress steps go to progress.STEPS, which this session's own gate report
-    lists: the recorded ones are taken out again."""
-    before = list(progress.STEPS)
-    yield
-    progress.STEPS[:] = before
 
 MODEL, EXPORT = ("model", "perf"), ("export", "perf")
 
