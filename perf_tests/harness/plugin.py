@@ -86,6 +86,7 @@ class Gate:
     # first asked for, before the first test times anything (see prebuild)
     build_wanted: tuple = ()
     raw_options: dict = field(default_factory=dict)  # what the prebuild helper is started with
+    check_notes: list[str] = field(default_factory=list)  # said with the regression check
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -343,7 +344,7 @@ def _measure_again(session: pytest.Session, gate: Gate) -> None:
     try:
         confirm.measure_again(gate, benchmark_session.benchmarks)
     except Exception as error:  # noqa: BLE001 - the run and its figures must still be saved
-        gate.notes.append(f"a regressed figure could not be measured again, so the first "
+        gate.check_notes.append(f"a regressed figure could not be measured again, so the first "
                           f"measurement is judged: {type(error).__name__}: {error}")
 
 

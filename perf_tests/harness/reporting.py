@@ -73,7 +73,8 @@ def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     pool, comparisons, noise_runs = latency_check(gate, runs, current)
     if not pool:
         return HistoryComparison()
-    found = HistoryComparison(comparisons, label=history.pool_label(pool))
+    found = HistoryComparison(comparisons, label=history.pool_label(pool),
+                              notes=list(gate.check_notes))
     if current and not found.comparisons:
         found.notes.append(f"latency not judged yet: {noise_runs} earlier run(s), the check "
                            f"needs {regression.MIN_POOL} comparable ones to measure this "

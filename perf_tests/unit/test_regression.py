@@ -231,7 +231,7 @@ def fake_gate(tmp_path, baseline_run="latest", runs=20):
                              baseline="pytorch-fp32", measure_again="regressed")
     rng = random.Random(9)
     result = LatencyResult("onnx-int8", "b1-s16", noisy(0.100, 8, rng), 0.1, 1.0)
-    return SimpleNamespace(config=config, run_id="now", store=SimpleNamespace(
+    return SimpleNamespace(config=config, run_id="now", check_notes=[], store=SimpleNamespace(
         latency={("onnx-int8", "b1-s16"): result}, latency_again={}))
 
 
