@@ -108,8 +108,9 @@ def _second(entry: dict) -> dict:
     """The test as the gate judges it once measured again: the recorded second measurement."""
     info = entry["extra_info"]
     again = info.get("measured_again") or info.get("recorded_again")
-    return {**_first(entry), "extra_info": {**_first(entry)["extra_info"],
-                                            "measured_again": again}} if again else _first(entry)
+    first = _first(entry)
+    return {**first, "extra_info": {**first["extra_info"], "measured_again": again}} if again \
+        else first
 
 
 def confirmed(now: dict, earlier: list[dict], rule: Rule) -> tuple[dict, list]:
