@@ -14,7 +14,8 @@ seconds, and only on a night that would otherwise fail.
 
 A latency test whose limit verdict fails (the candidate's median over the interleaved baseline
 rounds') is measured again at once, in the test, for the same reason (``latency_limit``); that
-second measurement is the one the regression check then judges.
+second measurement is the one the regression check then judges. So is a limit between two
+candidates (``latency_between``): both are measured again, unless one already was.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def measure_again(gate, benchmarks: list) -> list[tuple[str, str]]:
     from perf_tests.harness import history, regression, reporting
 
     config = gate.config
+    _keep_second_measurements(gate, benchmarks)
     if config.measure_again == "never":
         return []
     with warnings.catch_warnings():  # finish_run reads the history again and names what it skips
@@ -60,6 +62,15 @@ def measure_again(gate, benchmarks: list) -> list[tuple[str, str]]:
             if _is_test_of(bench, variant, shape):
                 bench.extra_info[name] = again.as_measured_again()
     return regressed
+
+
+def _keep_second_measurements(gate, benchmarks: list) -> None:
+    """The second measurements taken in the tests (a limit verdict that failed), into the
+    benchmarks of the tests they measured again, so that the history keeps them."""
+    for (variant, shape), again in gate.store.latency_again.items():
+        for bench in benchmarks:
+            if _is_test_of(bench, variant, shape) and "measured_again" not in bench.extra_info:
+                bench.extra_info["measured_again"] = again.as_measured_again()
 
 
 def _why(comparisons: list, variant: str, shape: str) -> str:
@@ -97,3 +108,35 @@ def latency_limit(gate, limit, variant: str, shape, result, benchmark) -> Verdic
 def _limit_verdict(limit, result, config, shape: str) -> Verdict:
     baseline_ms = result.as_dict()["paired_baseline_median_ms"]
     return judge(limit, result.ratio, result.median_ms, baseline_ms, config.arch_preset, shape)
+
+
+def latency_between(gate, limit, shape) -> Verdict:
+    """A limit between two candidates (onnx-int8-tuned-vs-ct2-int8): the quotient of their
+    medians, each from its latest measurement (the second, where its own limit failed first).
+    One that fails is judged again once each of the two not measured again yet has been, at
+    once; those second measurements are also the ones the regression check judges."""
+    config = gate.config
+    pair = (limit.candidate, limit.baseline)
+    verdict = _pair_verdict(gate, limit, shape.id)
+    fresh = [v for v in pair if (v, shape.id) not in gate.store.latency_again]
+    if verdict.passed or config.measure_again == "never" or not fresh:
+        return verdict
+    with outline(f"measuring {' and '.join(fresh)} at {shape.id} again: {verdict.message}"):
+        for variant in fresh:
+            gate.store.latency_again[(variant, shape.id)] = latency.interleaved(
+                gate.pool, config, variant, shape)
+    second = _pair_verdict(gate, limit, shape.id)
+    return replace(second, message=f"{second.message}; measured again, the first measurement "
+                                   f"{verdict.measured:.3f}")
+
+
+def latest(gate, variant: str, shape: str):
+    """A test's latest measurement: the second where it was measured again."""
+    key = (variant, shape)
+    return gate.store.latency_again.get(key) or gate.store.latency[key]
+
+
+def _pair_verdict(gate, limit, shape: str) -> Verdict:
+    candidate, other = (latest(gate, v, shape) for v in (limit.candidate, limit.baseline))
+    return judge(limit, candidate.median_ms / other.median_ms, candidate.median_ms,
+                 other.median_ms, gate.config.arch_preset, shape)

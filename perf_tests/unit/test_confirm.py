@@ -175,3 +175,67 @@ def test_a_latency_limit_that_holds_or_never_is_measured_once(limit_gate):
     assert not confirm.latency_limit(limit_gate, LIMIT, "torch-int8", shape,
                                      rounds(377.5, 500.0), bench).passed
     assert limit_gate.calls == [] and bench.extra_info == {}
+
+
+PAIR = Limit("latency", "onnx-int8-tuned", "ct2-int8", "max", 0.70)
+
+
+def measured(variant: str, median_ms: float) -> LatencyResult:
+    return LatencyResult(variant, "b1-s16", [median_ms / 1000] * 8, 0.1, 1.0, [0.5] * 8)
+
+
+@pytest.fixture
+def pair_gate(monkeypatch):
+    """A gate whose second measurement of a variant gives the rounds set in ``gate.again``."""
+    gate = SimpleNamespace(config=SimpleNamespace(measure_again="regressed",
+                                                  arch_preset="x86_64/avx512_vnni"),
+                           store=SimpleNamespace(latency={}, latency_again={}), pool=None,
+                           calls=[], again={})
+
+    def interleaved(pool, config, variant, shape):
+        gate.calls.append(variant)
+        return gate.again[variant]
+
+    monkeypatch.setattr(confirm.latency, "interleaved", interleaved)
+    return gate
+
+
+def test_a_limit_between_candidates_that_fails_measures_both_again(pair_gate):
+    shape = Shape.parse("b1-s16")
+    pair_gate.store.latency = {("onnx-int8-tuned", "b1-s16"): measured("onnx-int8-tuned", 150.0),
+                               ("ct2-int8", "b1-s16"): measured("ct2-int8", 200.0)}
+    pair_gate.again = {"onnx-int8-tuned": measured("onnx-int8-tuned", 90.0),
+                       "ct2-int8": measured("ct2-int8", 190.0)}
+    verdict = confirm.latency_between(pair_gate, PAIR, shape)
+    assert verdict.passed and pair_gate.calls == ["onnx-int8-tuned", "ct2-int8"]
+    assert verdict.measured == pytest.approx(90 / 190)
+    assert verdict.message.endswith("; measured again, the first measurement 0.750")
+    assert set(pair_gate.store.latency_again) == {("onnx-int8-tuned", "b1-s16"),
+                                                  ("ct2-int8", "b1-s16")}
+    # the history keeps them: written into those tests' benchmarks before the run is saved
+    benches = [SimpleNamespace(extra_info={"variant": v, "shape": "b1-s16"})
+               for v in ("onnx-int8-tuned", "ct2-int8", "onnx-int8")]
+    pair_gate.config.measure_again = "never"
+    assert confirm.measure_again(pair_gate, benches) == []
+    assert [b.extra_info["measured_again"]["data"][0] for b in benches[:2]] == [0.09, 0.19]
+    assert "measured_again" not in benches[2].extra_info
+
+
+def test_a_limit_between_candidates_uses_a_second_measurement_already_taken(pair_gate):
+    """onnx-int8-tuned was measured again in its own test; a pair verdict that still fails
+    measures ct2-int8 alone, and one with both measured again is not measured a third time."""
+    shape = Shape.parse("b1-s16")
+    pair_gate.store.latency = {("onnx-int8-tuned", "b1-s16"): measured("onnx-int8-tuned", 300.0),
+                               ("ct2-int8", "b1-s16"): measured("ct2-int8", 200.0)}
+    pair_gate.store.latency_again = {("onnx-int8-tuned", "b1-s16"):
+                                     measured("onnx-int8-tuned", 150.0)}
+    pair_gate.again = {"ct2-int8": measured("ct2-int8", 205.0)}
+    verdict = confirm.latency_between(pair_gate, PAIR, shape)
+    assert not verdict.passed and pair_gate.calls == ["ct2-int8"]
+    assert verdict.measured == pytest.approx(150 / 205)
+    assert not confirm.latency_between(pair_gate, PAIR, shape).passed
+    assert pair_gate.calls == ["ct2-int8"]
+    pair_gate.store.latency_again.clear()
+    pair_gate.config.measure_again = "never"
+    assert confirm.latency_between(pair_gate, PAIR, shape).measured == pytest.approx(1.5)
+    assert pair_gate.calls == ["ct2-int8"]
