@@ -36,6 +36,8 @@ BASELINE_RUNS = Range(2, 100)
 REGRESSION_FACTOR = Range(1, 10, low_open=True)
 FALSE_ALARM_RATE = Range(0, 0.5, low_open=True, high_open=True)
 PLANT_AMOUNT = Range(0, 10, low_open=True)
+SENTENCES = Range(1)
+ALL_SENTENCES = "all"  # --perf-sentences all: the whole test set
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ class GateConfig:
     regression_factor: float = 1.10  # the smallest latency change that counts
     false_alarm_rate: float = 0.01  # per run, split over its latency figures
     measure_again: str = "regressed"  # which latency tests are measured a second time (MEASURE_AGAIN)
+    sentences: int | None = 300  # the first sentences of the test set the quality tests translate
+    # (None: all of them); by default the profile's
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 
@@ -224,7 +228,8 @@ def _parse_baseline(text: str | None, results_dir: Path, arch: str) -> str:
 
 
 def _measuring(options: dict, cpu: CpuInfo) -> dict:
-    """Profile, shapes, threads, rounds and new tokens: how hard and on what to measure."""
+    """Profile, shapes, threads, rounds, new tokens and sentences: how hard and on what to
+    measure."""
     profile_name = options.get("profile") or "smoke"
     if profile_name not in PROFILES:
         raise ConfigError(f"unknown profile {profile_name!r}: choose from {', '.join(PROFILES)}")
@@ -241,7 +246,19 @@ def _measuring(options: dict, cpu: CpuInfo) -> dict:
         rounds=number("--perf-rounds", options.get("rounds"), default=profile.rounds,
                       bounds=ROUNDS),
         new_tokens=number("--perf-new-tokens", options.get("new_tokens"), default=32,
-                          bounds=NEW_TOKENS))
+                          bounds=NEW_TOKENS),
+        sentences=_parse_sentences(options.get("sentences"), profile))
+
+
+def _parse_sentences(text: str | None, profile: Profile) -> int | None:
+    """How many of the test set's first sentences the quality tests translate; None: all."""
+    if text is not None and text.strip().lower() == ALL_SENTENCES:
+        return None
+    try:
+        return number("--perf-sentences", text, default=profile.quality_sentences,
+                      bounds=SENTENCES)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (or {ALL_SENTENCES} for the whole test set)") from None
 
 
 # Which latency tests the gate measures a second time, once the last test has run (confirm.py):

@@ -40,6 +40,8 @@ OPTIONS = {
     "threads": ("PERF_THREADS", "threads for every engine, at most the machine's CPUs (default: "
                 "the CPUs this process may run on, i.e. its affinity / CPU set)"),
     "new-tokens": ("PERF_NEW_TOKENS", "tokens generated per latency call (default: 32)"),
+    "sentences": ("PERF_SENTENCES", "how many of the test set's first sentences the quality "
+                  "tests translate, or all (default: the profile's: 300 smoke, all full)"),
     "cache-dir": ("PERF_CACHE_DIR", "artifact cache folder (default: .perf-cache in the repo)"),
     "results-dir": ("PERF_RESULTS_DIR", "results folder (default: results/ in the repo)"),
     "limits": ("PERF_LIMITS", "limits TOML file (default: perf_tests/limits.toml)"),

@@ -185,7 +185,7 @@ class ResultStore:
         if self.quality_set is None:
             self.quality_set = workloads.quality_set_for(
                 self.pool.specs["quality"], self.config.test_set,
-                self.config.profile.quality_sentences)
+                self.config.sentences)
             if self.quality_set.note:
                 print(f"perf-gate: {self.quality_set.note}", file=sys.stderr)
         return self.quality_set

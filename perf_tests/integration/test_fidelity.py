@@ -16,7 +16,8 @@ from perf_tests.harness.config import ROOT
 
 pytestmark = pytest.mark.integration
 
-QUALITY = ["perf_tests/gate/test_quality.py", "-k", "bleu_ratio", "--perf-variants=onnx-int8"]
+QUALITY = ["perf_tests/gate/test_quality.py", "-k", "bleu_ratio", "--perf-variants=onnx-int8",
+           "--perf-sentences=100"]
 
 
 @pytest.fixture

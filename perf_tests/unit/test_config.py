@@ -46,6 +46,13 @@ def test_defaults(tmp_path):
     assert not (tmp_path / "cache").exists(), "building a config must create nothing"
 
 
+def test_sentences_default_to_the_profile_and_may_be_all(tmp_path):
+    assert build_config(options(tmp_path), AVX2).sentences == 300
+    assert build_config(options(tmp_path, profile="full"), AVX2).sentences is None
+    assert build_config(options(tmp_path, sentences="40"), AVX2).sentences == 40
+    assert build_config(options(tmp_path, sentences=" All "), AVX2).sentences is None
+
+
 def test_one_model_names_both_roles(tmp_path):
     config = build_config(options(tmp_path, model="t5-small"), AVX2)
     assert config.perf_model == config.quality_model == "t5-small"
@@ -75,6 +82,9 @@ def test_preset_the_cpu_cannot_run_is_skipped_not_fatal(tmp_path):
     ({"threads": "1.5"}, "--perf-threads '1.5' is not a whole number"),
     ({"new_tokens": "-4"}, "--perf-new-tokens -4 is out of range"),
     ({"new_tokens": "lots"}, "--perf-new-tokens 'lots' is not a whole number"),
+    ({"sentences": "0"}, r"--perf-sentences 0 is out of range: pass a whole number at least 1 "
+                         r"\(or all for the whole test set\)"),
+    ({"sentences": "some"}, "--perf-sentences 'some' is not a whole number"),
     ({"baseline_runs": "1"}, "--perf-baseline-runs 1 is out of range"),
     ({"baseline_runs": "five"}, "--perf-baseline-runs 'five' is not a whole number"),
     ({"regression_factor": "1.0"}, "--perf-regression-factor 1.0 is out of range: pass a number "

@@ -55,6 +55,7 @@ def test_good_options_run(run):
     (["--perf-threads=100000"], "--perf-threads 100000 is out of range"),
     (["--perf-rounds=1"], "--perf-rounds 1 is out of range"),
     (["--perf-new-tokens=ten"], "--perf-new-tokens 'ten' is not a whole number"),
+    (["--perf-sentences=-3"], "--perf-sentences -3 is out of range"),
     (["--perf-baseline-runs=0"], "--perf-baseline-runs 0 is out of range"),
     (["--perf-regression-factor=0.9"], "--perf-regression-factor 0.9 is out of range"),
     (["--perf-false-alarm-rate=rarely"], "--perf-false-alarm-rate 'rarely' is not a number"),
