@@ -113,8 +113,8 @@ def _limit_verdict(limit, result, config, shape: str) -> Verdict:
 def latency_between(gate, limit, shape) -> Verdict:
     """A limit between two candidates (onnx-int8-tuned-vs-ct2-int8): the quotient of their
     medians, each from its latest measurement (the second, where its own limit failed first).
-    One that fails is judged again once each of the two not measured again yet has been, at
-    once; those second measurements are also the ones the regression check judges."""
+    When it fails, each of the two without a second measurement is measured again at once and
+    the limit judged on those; they are also the ones the regression check then judges."""
     config = gate.config
     pair = (limit.candidate, limit.baseline)
     verdict = _pair_verdict(gate, limit, shape.id)
@@ -130,13 +130,13 @@ def latency_between(gate, limit, shape) -> Verdict:
                                    f"{verdict.measured:.3f}")
 
 
-def latest(gate, variant: str, shape: str):
+def _latest(gate, variant: str, shape: str):
     """A test's latest measurement: the second where it was measured again."""
     key = (variant, shape)
     return gate.store.latency_again.get(key) or gate.store.latency[key]
 
 
 def _pair_verdict(gate, limit, shape: str) -> Verdict:
-    candidate, other = (latest(gate, v, shape) for v in (limit.candidate, limit.baseline))
+    candidate, other = (_latest(gate, v, shape) for v in (limit.candidate, limit.baseline))
     return judge(limit, candidate.median_ms / other.median_ms, candidate.median_ms,
                  other.median_ms, gate.config.arch_preset, shape)
