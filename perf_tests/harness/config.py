@@ -158,7 +158,8 @@ class GateConfig:
         return [
             f"perf-gate: arch {self.arch_preset}, threads {self.threads} (CPUs: "
             f"{self.cpu.cpus_allowed} allowed of {self.cpu.cpus_total}), profile "
-            f"{self.profile.name}, rounds {self.rounds}, {self.new_tokens} new tokens",
+            f"{self.profile.name}, rounds {self.rounds}, {self.new_tokens} new tokens, "
+            f"{self.sentences or ALL_SENTENCES} quality sentences",
             f"perf-gate: latency/memory model {self.perf_model}, quality model "
             f"{self.quality_model}, variants {', '.join(self.variants)}",
             f"perf-gate: cache {self.cache_dir}, results {self.results_dir}, limits "

@@ -115,6 +115,13 @@ def drift_reach_lines(reach: dict) -> list[str]:
     return lines
 
 
+def _sentences(summary: dict) -> str:
+    """How many sentences the quality tests translated (--perf-sentences), as the scores say."""
+    counts = {entry["quality"].get("sentences") for entry in summary["variants"].values()
+              if entry.get("quality")}
+    return f" ({counts.pop()} sentences)" if len(counts) == 1 and None not in counts else ""
+
+
 def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path],
                    changes: dict) -> None:
     machine = summary["machine"]
@@ -126,7 +133,8 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
            f"- profile: {summary['profile']}, {summary['rounds']} rounds, "
            f"{summary['new_tokens']} new tokens per latency call",
            f"- models: perf {summary['models']['perf']['name']}, quality "
-           f"{summary['models']['quality']['name']} on {summary['quality_set']}",
+           f"{summary['models']['quality']['name']} on {summary['quality_set']}"
+           f"{_sentences(summary)}",
            "- libraries: " + ", ".join(f"{k} {v}" for k, v in summary["libraries"].items()),
            "", "## Figures", "", "```", *table_lines(summary, changes), "```", "",
            "## Verdicts", ""]

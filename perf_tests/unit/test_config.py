@@ -51,6 +51,8 @@ def test_sentences_default_to_the_profile_and_may_be_all(tmp_path):
     assert build_config(options(tmp_path, profile="full"), AVX2).sentences is None
     assert build_config(options(tmp_path, sentences="40"), AVX2).sentences == 40
     assert build_config(options(tmp_path, sentences=" All "), AVX2).sentences is None
+    assert build_config(options(tmp_path), AVX2).header_lines()[0].endswith(
+        "32 new tokens, 300 quality sentences")
 
 
 def test_one_model_names_both_roles(tmp_path):

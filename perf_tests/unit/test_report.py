@@ -16,7 +16,7 @@ def entry(median, ratio=None, peak=100.0, disk=50.0, bleu=95.0):
         latency["ratio_to_baseline"] = ratio
     return {"latency": {"b1-s16": latency}, "memory": {"peak_above_baseline_mb": peak},
             "disk_mb": disk, "quality": {"bleu": bleu, "chrf": bleu - 3, "exact_match_rate": 1.0,
-                                         "bleu_signature": "nrefs:1|tok:13a",
+                                         "sentences": 300, "bleu_signature": "nrefs:1|tok:13a",
                                          "chrf_signature": "nrefs:1|nc:6"}}
 
 
@@ -75,6 +75,7 @@ def test_report_files(tmp_path):
     report.write_markdown(tmp_path / "report.md", SUMMARY, check, pngs, {})
     text = (tmp_path / "report.md").read_text()
     for part in ("## Verdicts", "- FAIL onnx-int8", "REGRESSED", "nrefs:1|tok:13a",
+                 "quality t5-tiny-enfr on embedded-test (300 sentences)",
                  "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0",
                  "- onnx-int8: onnxruntime (quantize preset)\n  - int8 weights (avx2 preset, per "
                  "tensor)\n  - fallback: the BeamSearch tools build T5 only, not bart"):
