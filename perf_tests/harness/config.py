@@ -141,8 +141,8 @@ class GateConfig:
     regression_factor: float = 1.10  # the smallest latency change that counts
     false_alarm_rate: float = 0.01  # per run, split over its latency figures
     measure_again: str = "regressed"  # which latency tests are measured a second time (MEASURE_AGAIN)
-    sentences: int | None = 300  # the first sentences of the test set the quality tests translate
-    # (None: all of them); by default the profile's
+    # the first sentences of the test set the quality tests translate (None: all of them)
+    sentences: int | None = PROFILES["smoke"].quality_sentences
     baseline: str = BASELINE
     environment: dict = field(default_factory=dict)
 

@@ -54,13 +54,12 @@ def measure_again(gate, benchmarks: list) -> list[tuple[str, str]]:
         with outline(_why(comparisons, variant, shape) if verdict else
                      f"measuring {variant} at {shape} again (--perf-measure-again=all)"):
             again = latency.interleaved(gate.pool, config, variant, shapes[shape])
+        # the verdict reads measured_again; recorded_again is kept for replays (replay.py)
         if verdict:
             gate.store.latency_again[(variant, shape)] = again
-        # the verdict reads measured_again; recorded_again is kept for replays (replay.py)
-        name = "measured_again" if verdict else "recorded_again"
-        for bench in benchmarks:
-            if _is_test_of(bench, variant, shape):
-                bench.extra_info[name] = again.as_measured_again()
+            _into_benchmarks(benchmarks, variant, shape, "measured_again", again)
+        else:
+            _into_benchmarks(benchmarks, variant, shape, "recorded_again", again)
     return regressed
 
 
@@ -68,9 +67,13 @@ def _keep_second_measurements(gate, benchmarks: list) -> None:
     """The second measurements taken in the tests (a limit verdict that failed), into the
     benchmarks of the tests they measured again, so that the history keeps them."""
     for (variant, shape), again in gate.store.latency_again.items():
-        for bench in benchmarks:
-            if _is_test_of(bench, variant, shape) and "measured_again" not in bench.extra_info:
-                bench.extra_info["measured_again"] = again.as_measured_again()
+        _into_benchmarks(benchmarks, variant, shape, "measured_again", again)
+
+
+def _into_benchmarks(benchmarks: list, variant: str, shape: str, name: str, again) -> None:
+    for bench in benchmarks:
+        if _is_test_of(bench, variant, shape):
+            bench.extra_info[name] = again.as_measured_again()
 
 
 def _why(comparisons: list, variant: str, shape: str) -> str:
