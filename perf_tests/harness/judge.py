@@ -5,6 +5,7 @@ The file is keyed preset -> metric -> pair (-> shape)::
     [avx2.latency.onnx-int8-vs-pytorch-fp32]
     max = 0.50                       # median latency ratio, every shape
     shapes = { b8-s64 = 0.60 }       # a shape of its own
+    only_at = ["b8-s64"]             # judged at these shapes alone (latency only)
 
 A ``[default]`` table holds limits for every preset; a preset's own table overrides it pair by
 pair. Those are t5-small's limits. Limits that fit another model sit in sections of the same
@@ -61,6 +62,7 @@ class Limit:
     value: float
     shapes: tuple[tuple[str, float], ...] = ()
     section: str = "default"  # the limits file's table that set it, e.g. sizes.small.default
+    only_at: tuple[str, ...] = ()  # the shapes a latency limit is judged at; empty: every shape
 
     @property
     def pair(self) -> str:
@@ -68,6 +70,9 @@ class Limit:
 
     def value_for(self, shape: str | None) -> float:
         return dict(self.shapes).get(shape, self.value) if shape else self.value
+
+    def judged_at(self, shape: str) -> bool:
+        return not self.only_at or shape in self.only_at
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,10 @@ def _parse_limit(metric: str, pair: str, table, where: str, section: str,
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table with max or min")
     bounds = [b for b in ("max", "min") if b in table]
-    unknown = set(table) - {"max", "min", "shapes"}
+    unknown = set(table) - {"max", "min", "shapes", "only_at"}
     if len(bounds) != 1 or unknown:
-        raise ConfigError(f"{where}: needs exactly one of max or min (and optional shapes), "
-                          f"found {', '.join(sorted(table)) or 'nothing'}")
+        raise ConfigError(f"{where}: needs exactly one of max or min (and optional shapes, "
+                          f"only_at), found {', '.join(sorted(table)) or 'nothing'}")
     value = table[bounds[0]]
     shapes = table.get("shapes", {})
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
@@ -108,7 +113,18 @@ def _parse_limit(metric: str, pair: str, table, where: str, section: str,
             raise ConfigError(f"{where}.shapes.{shape}: {shape_value!r} is not a positive number")
     candidate, baseline = _split_pair(pair, where, variants)
     return Limit(metric, candidate, baseline, bounds[0], float(value),
-                 tuple((s, float(v)) for s, v in shapes.items()), section)
+                 tuple((s, float(v)) for s, v in shapes.items()), section,
+                 _only_at(metric, table.get("only_at"), where))
+
+
+def _only_at(metric: str, shapes, where: str) -> tuple[str, ...]:
+    if shapes is None:
+        return ()
+    if metric != "latency":
+        raise ConfigError(f"{where}.only_at: only latency is measured per shape")
+    if not isinstance(shapes, list) or not shapes or not all(isinstance(s, str) for s in shapes):
+        raise ConfigError(f"{where}.only_at: expected a list of shapes, e.g. [\"b8-s64\"]")
+    return tuple(Shape.parse(shape, f"{where}.only_at").id for shape in shapes)
 
 
 def _parse_section(section, file_name: str, label: str,

@@ -43,6 +43,17 @@ def test_verdict_message_has_pair_shape_arch_metric_ratio_limit_and_raw_numbers(
     assert judge(limit, 0.55, 1, 2, "x86_64/avx2", "b8-s64").passed  # the shape's own limit
 
 
+def test_a_latency_limit_can_be_judged_at_some_shapes_only(tmp_path):
+    text = '[default.latency.onnx-fp32-vs-pytorch-fp32]\nmax = 1.0\nonly_at = ["b8-s64"]\n'
+    limit = Limits.load(write(tmp_path, GOOD + text), "avx2").find("latency", "onnx-fp32",
+                                                                   "pytorch-fp32")
+    assert limit.only_at == ("b8-s64",)
+    assert limit.judged_at("b8-s64") and not limit.judged_at("b1-s16")
+    every_shape = Limits.load(write(tmp_path, GOOD), "avx2").find("latency", "onnx-int8",
+                                                                  "pytorch-fp32")
+    assert every_shape.judged_at("b1-s16") and every_shape.judged_at("b8-s64")
+
+
 def test_min_bound(tmp_path):
     limit = Limits.load(write(tmp_path, GOOD), "avx2").find("exact_match", "onnx-fp32",
                                                             "pytorch-fp32")
@@ -129,6 +140,12 @@ def test_malformed_sections_raise_one_line_whatever_the_model(tmp_path, text, me
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nshapes = { b1 = 0.4 }",
      "is not of the form"),
     ("[avx2]\n", "defines no limit"),
+    ('[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = "b8-s64"',
+     "onnx-int8-vs-pytorch-fp32.only_at: expected a list of shapes"),
+    ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = []", "expected a list"),
+    ('[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = ["b8"]', "is not of the form"),
+    ('[avx2.bleu.onnx-int8-vs-pytorch-fp32]\nmin = 0.9\nonly_at = ["b8-s64"]',
+     "only latency is measured per shape"),
 ])
 def test_malformed_or_incomplete_limits_raise_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
@@ -143,6 +160,8 @@ def test_the_shipped_limits_file_is_valid():
         limits = Limits.load(ROOT / "perf_tests" / "limits.toml", preset)
         assert limits.find("latency", "onnx-int8", "pytorch-fp32").bound == "max"
         assert limits.find("exact_match", "onnx-fp32", "pytorch-fp32").value == 1.0
+        for sound_export in ("onnx-fp32", "onnx-o3"):  # b1-s16 cannot tell a graph without past
+            assert limits.find("latency", sound_export, "pytorch-fp32").only_at == ("b8-s64",)
     small = ModelFacts(("my-model",), "", 8_000_000)
     limits = Limits.load(ROOT / "perf_tests" / "limits.toml", "avx2", {"perf": small})
     assert limits.find("peak_memory", "onnx-int8", "pytorch-fp32").section == "sizes.small.default"
