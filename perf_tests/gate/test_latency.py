@@ -22,10 +22,11 @@ def test_latency(benchmark, gate, variant, shape):
         artifact=gate.pool.artifact(variant, "perf").name,
         paired_baseline_s=result.paired_baseline_s, **result.as_dict())
     # the per-token figures (test_tokens) are taken now, after the judged rounds, while this
-    # variant's engine is loaded: the pool closes it before the next candidate loads. A run of
-    # the latency tests alone (the live fidelity trial, -k latency) does not take them.
+    # variant's engine is loaded and warm (no warm-up call needed): the pool closes it before
+    # the next candidate loads. A run of the latency tests alone (the live fidelity trial,
+    # -k latency) does not take them.
     if (variant, shape.id) in gate.token_timings_wanted:
-        gate.store.token_timing(variant, shape)
+        gate.store.token_timing(variant, shape, warm=True)
     limit = gate.limits.find("latency", variant, config.baseline)
     if limit is None or not limit.judged_at(shape.id):
         return

@@ -117,8 +117,10 @@ class ResultStore:
         self.tokens: dict[tuple[str, str], tokens.TokenTiming] = {}  # the gate's shapes
         self.sweep: dict[tuple[str, str], tokens.TokenTiming] = {}  # the full profile's sweep
 
-    def token_timing(self, variant: str, shape: Shape, sweep: bool = False) -> tokens.TokenTiming:
-        """Per-token figures of one variant at one shape, measured on first request."""
+    def token_timing(self, variant: str, shape: Shape, sweep: bool = False,
+                     warm: bool = False) -> tokens.TokenTiming:
+        """Per-token figures of one variant at one shape, measured on first request; ``warm``:
+        its engine has just run this shape (the latency test's rounds), so no warm-up call."""
         found = self.sweep if sweep else self.tokens
         if (variant, shape.id) not in found:
             engine = self.pool.engine(variant, "perf")
@@ -128,7 +130,7 @@ class ResultStore:
             with outline(f"per-token timing of {variant} at {shape.id} ({calls} calls)"):
                 found[(variant, shape.id)] = tokens.measure(
                     engine, inputs, workloads.latency_settings(self.config.new_tokens), shape,
-                    calls)
+                    calls, warm)
         return found[(variant, shape.id)]
 
     @property

@@ -70,9 +70,12 @@ def _encoder_ms(engine, inputs: dict, calls: int) -> float | None:
     return _ms(statistics.median(samples))
 
 
-def measure(engine, inputs: dict, settings: dict, shape: Shape, calls: int) -> TokenTiming:
-    """``calls`` timed calls after one untimed warm-up call."""
-    engine.generate(inputs, **settings)
+def measure(engine, inputs: dict, settings: dict, shape: Shape, calls: int,
+            warm: bool = False) -> TokenTiming:
+    """``calls`` timed calls, after one untimed warm-up call unless the engine is ``warm``
+    (it has just run the judged rounds on the same inputs)."""
+    if not warm:
+        engine.generate(inputs, **settings)
     call_s, first_s, gaps = [], [], []
     for _ in range(calls):
         clock = StepClock() if engine.steps_reported else None

@@ -36,7 +36,7 @@ def run_gate(folder: Path, cache: Path, declarations: str, limits: str, variants
     (folder / "limits.toml").write_text(limits)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "perf_tests/gate", "-m", "gate", "-p", "no:cacheprovider",
-         "-q",
+         "-q", "-k", "not peak_memory",  # what is asserted here needs two memory probes, not three
          "--perf-model=t5-tiny-enfr", f"--perf-variants={variants}",
          f"--perf-variants-file={folder / 'variants.toml'}",
          f"--perf-limits={folder / 'limits.toml'}", "--perf-shapes=b1-s16",

@@ -74,3 +74,31 @@ def test_quality_length_cap_follows_the_source_and_counts_capped_hypotheses():
         min(2 * n + 10, spec.quality_max_new_tokens) for n in longest]
     assert workloads.length_cap(spec, 100) == spec.quality_max_new_tokens == 64
     assert workloads.length_cap(spec, 5) == 20
+
+
+class CountingEngine:
+    """Ticks a step clock twice a call and counts its generate calls."""
+
+    variant, steps_reported = "fake", True
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, inputs, clock=None, **settings):
+        self.calls += 1
+        if clock is not None:
+            clock.tick()
+            clock.tick()
+
+    def encode(self, inputs):
+        return False
+
+
+@pytest.mark.parametrize("warm, calls", [(False, 4), (True, 3)])
+def test_per_token_timing_warms_up_only_an_engine_that_has_not_just_run(warm, calls):
+    from perf_tests.harness import tokens
+
+    engine = CountingEngine()
+    timing = tokens.measure(engine, {}, workloads.latency_settings(32), Shape(1, 16), 3, warm)
+    assert engine.calls == calls
+    assert timing.calls == 3 and timing.per_token_ms is not None
