@@ -92,9 +92,10 @@ def _is_test_of(bench, variant: str, shape: str) -> bool:
 def latency_limit(gate, limit, variant: str, shape, result, benchmark) -> Verdict:
     """A latency test's verdict against its limit (the median over the interleaved baseline
     rounds' median). One that fails is judged again on a second measurement, taken at once: the
-    recording of the eleventh session had torch-int8 at 0.755 and 0.756 against a limit of 0.75
-    in two runs of 26 (0.578-0.731 in the others), and 0.603 and 0.731 measured again. The
-    second measurement is also the one the regression check judges (``measured_again``)."""
+    recording of the eleventh session had torch-int8 at 0.755 and 0.756 against the limit of
+    then, 0.75, in two runs of 26 (0.578-0.731 in the others), and 0.603 and 0.731 measured
+    again. The second measurement is also the one the regression check judges
+    (``measured_again``)."""
     config = gate.config
     verdict = _limit_verdict(limit, result, config, shape.id)
     if verdict.passed or config.measure_again == "never":
