@@ -75,8 +75,8 @@ class Shape:
     def parse(cls, text: str, where: str = "--perf-shapes") -> Shape:
         match = SHAPE_PATTERN.match(text.strip())
         if not match:
-            raise ConfigError(f"shape {text!r} is not of the form b<batch>-s<source tokens>, "
-                              "for example b1-s16 or b8-s64")
+            raise ConfigError(f"{where}: shape {text!r} is not of the form "
+                              "b<batch>-s<source tokens>, for example b1-s16 or b8-s64")
         return cls(number(f"{where} {text.strip()}: batch", match[1], bounds=BATCH),
                    number(f"{where} {text.strip()}: source tokens", match[2],
                           bounds=SOURCE_TOKENS))

@@ -143,7 +143,8 @@ def test_malformed_sections_raise_one_line_whatever_the_model(tmp_path, text, me
     ('[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = "b8-s64"',
      "onnx-int8-vs-pytorch-fp32.only_at: expected a list of shapes"),
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = []", "expected a list"),
-    ('[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = ["b8"]', "is not of the form"),
+    ('[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nonly_at = ["b8"]',
+     "onnx-int8-vs-pytorch-fp32.only_at: shape 'b8' is not of the form"),
     ('[avx2.bleu.onnx-int8-vs-pytorch-fp32]\nmin = 0.9\nonly_at = ["b8-s64"]',
      "only latency is measured per shape"),
 ])
