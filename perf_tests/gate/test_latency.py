@@ -28,7 +28,7 @@ def test_latency(benchmark, gate, variant, shape):
     if (variant, shape.id) in gate.token_timings_wanted:
         gate.store.token_timing(variant, shape, warm=True)
     limit = gate.limits.find("latency", variant, config.baseline)
-    if limit is None or not limit.judged_at(shape.id):
+    if limit is None or not gate.judges_at(limit, shape.id):
         return
     # a verdict that fails is judged again on a second measurement (confirm.latency_limit)
     gate.check(confirm.latency_limit(gate, limit, variant, shape, result, benchmark))
@@ -45,8 +45,8 @@ def test_latency_between_candidates(gate, limit, shape):
     1.50x ct2-int8 while its median was 0.76x (386 ms vs 506 ms). A verdict that fails is
     judged again on second measurements (confirm.latency_between).
     """
-    if not limit.judged_at(shape.id):
-        pytest.skip(f"{limit.pair} is judged at {', '.join(limit.only_at)} only (limits file)")
+    if not gate.judges_at(limit, shape.id):
+        pytest.skip(gate.not_judged[-1])
     gate.skip_unrunnable(limit.candidate)
     gate.skip_unrunnable(limit.baseline)
     missing = [v for v in (limit.candidate, limit.baseline)

@@ -89,6 +89,8 @@ class Gate:
     build_wanted: tuple = ()
     raw_options: dict = field(default_factory=dict)  # what the prebuild helper is started with
     check_notes: list[str] = field(default_factory=list)  # said with the regression check
+    # latency limits the limits file judges at other shapes only (only_at), one line each
+    not_judged: list[str] = field(default_factory=list)
     _pool: VariantPool | None = None
     _store: ResultStore | None = None
 
@@ -117,6 +119,15 @@ class Gate:
         self.verdicts.append(verdict)
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
+
+    def judges_at(self, limit: Limit, shape: str) -> bool:
+        """Whether ``limit`` is judged at ``shape``; when it is not (only_at), the report says so
+        instead of leaving a gap in the verdicts."""
+        if limit.judged_at(shape):
+            return True
+        self.not_judged.append(f"{limit.candidate} vs {limit.baseline} [{shape}]: limits "
+                               f"[{limit.section}] judge it at {', '.join(limit.only_at)} only")
+        return False
 
     def skip_unrunnable(self, variant: str) -> None:
         """Skip the calling test, with the reason, when this CPU cannot run the variant."""

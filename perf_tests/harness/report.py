@@ -139,6 +139,7 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
            "", "## Figures", "", "```", *table_lines(summary, changes), "```", "",
            "## Verdicts", ""]
     out += [f"- {'PASS' if v['passed'] else 'FAIL'} {v['message']}" for v in summary["verdicts"]]
+    out += [f"- not judged: {line}" for line in summary.get("not_judged", [])]
     out += ["", "## Variants", ""] + variant_lines(summary["variants"])
     out += ["", "## Change since the baseline, and change points", "", "```", *check, "```", "",
             "## sacrebleu signatures", ""]

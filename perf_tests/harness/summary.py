@@ -73,6 +73,7 @@ def build(gate) -> dict:
         "libraries": {**library_versions(), **library_versions(EXTRA_LIBRARIES)},
         "variants": {v: _variant_entry(gate, v) for v in config.variants},
         "verdicts": [{"passed": v.passed, "message": v.message} for v in gate.verdicts],
+        "not_judged": list(gate.not_judged),
         "artifacts": {"built": cache.built, "reused": cache.reused, "rebuilt": cache.rebuilt,
                       "verified_mb": round(cache.verified_bytes / 1e6, 1)},
         "steps": [{"label": s.label, "depth": s.depth, "seconds": round(s.seconds, 2),

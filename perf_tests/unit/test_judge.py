@@ -54,6 +54,19 @@ def test_a_latency_limit_can_be_judged_at_some_shapes_only(tmp_path):
     assert every_shape.judged_at("b1-s16") and every_shape.judged_at("b8-s64")
 
 
+def test_a_limit_left_out_at_a_shape_is_one_line_for_the_report(tmp_path):
+    from perf_tests.harness.plugin import Gate
+
+    text = '[default.latency.onnx-fp32-vs-pytorch-fp32]\nmax = 1.0\nonly_at = ["b8-s64"]\n'
+    limits = Limits.load(write(tmp_path, GOOD + text), "avx2")
+    gate = Gate(None, limits, {})
+    assert gate.judges_at(limits.find("latency", "onnx-fp32", "pytorch-fp32"), "b8-s64")
+    assert gate.judges_at(limits.find("latency", "onnx-int8", "pytorch-fp32"), "b1-s16")
+    assert not gate.judges_at(limits.find("latency", "onnx-fp32", "pytorch-fp32"), "b1-s16")
+    assert gate.not_judged == ["onnx-fp32 vs pytorch-fp32 [b1-s16]: limits [default] judge it at "
+                               "b8-s64 only"]
+
+
 def test_min_bound(tmp_path):
     limit = Limits.load(write(tmp_path, GOOD), "avx2").find("exact_match", "onnx-fp32",
                                                             "pytorch-fp32")

@@ -30,6 +30,7 @@ SUMMARY = {
                  "onnx-int8": entry(215.0, 0.278, peak=142.0, disk=94.3, bleu=94.8)},
     "verdicts": [{"passed": False, "message": "onnx-int8 vs pytorch-fp32 [x86_64/avx2] peak "
                   "memory ratio 0.520 > max 0.50 (142.0 MB vs 300.0 MB)"}],
+    "not_judged": ["onnx-fp32 vs pytorch-fp32 [b1-s16]: limits [default] judge it at b8-s64 only"],
     "steps": [{"label": "exporting", "depth": 0, "seconds": 24.5, "failed": False}],
 }
 SUMMARY["variants"]["onnx-int8"].update({
@@ -75,6 +76,7 @@ def test_report_files(tmp_path):
     report.write_markdown(tmp_path / "report.md", SUMMARY, check, pngs, {})
     text = (tmp_path / "report.md").read_text()
     for part in ("## Verdicts", "- FAIL onnx-int8", "REGRESSED", "nrefs:1|tok:13a",
+                 "- not judged: onnx-fp32 vs pytorch-fp32 [b1-s16]: limits [default] judge it",
                  "quality t5-tiny-enfr on embedded-test (300 sentences)",
                  "exporting: 24.5 s", "![latency](latency.png)", "torch 2.13.0",
                  "- onnx-int8: onnxruntime (quantize preset)\n  - int8 weights (avx2 preset, per "
