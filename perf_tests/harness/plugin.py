@@ -326,23 +326,42 @@ def gate(pytestconfig: pytest.Config) -> Gate:
     return pytestconfig.stash[GATE_KEY]
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)  # around pytest-benchmark's, which saves the run
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
-    """Before pytest-benchmark saves this run, measure again each test whose latency regressed
-    (confirm.py); once it has, write the summary and reports and run the regression check. Here
-    and not in the terminal summary, so that nothing is lost when another plugin's summary
-    raises (pytest-benchmark's --benchmark-compare-fail does)."""
+def _finishing_gate(session: pytest.Session) -> Gate | None:
     gate = session.config.stash.get(GATE_KEY, None)
     if gate is None or not gate.used or hasattr(session.config, "workerinput"):
-        return (yield)
-    _measure_again(session, gate)
-    result = yield
+        return None
+    return gate
+
+
+# The end of a run takes two hooks, because pytest calls every wrapper's first half, then the
+# plain implementations, then the wrappers' second halves. pytest-benchmark saves the run in the
+# first half of its wrapper, and pytest's terminal reporter prints the terminal summary in the
+# second half of its own. So the second measurements are taken in the first half of a wrapper
+# outside pytest-benchmark's (they must be in the saved run), and the run is finished in a plain
+# implementation: after the save, and before the terminal summary that prints its outcome.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """Before pytest-benchmark saves this run, measure again each test whose latency regressed
+    (confirm.py)."""
+    gate = _finishing_gate(session)
+    if gate is not None:
+        _measure_again(session, gate)
+    return (yield)
+
+
+@pytest.hookimpl(specname="pytest_sessionfinish")  # pytest registers pytest_* names only
+def pytest_sessionfinish_after_save(session: pytest.Session) -> None:
+    """Once pytest-benchmark has saved this run, write the summary and reports and run the
+    regression check. Here and not in the terminal summary, so that nothing is lost when another
+    plugin's summary raises (pytest-benchmark's --benchmark-compare-fail does)."""
+    gate = _finishing_gate(session)
+    if gate is None:
+        return
     from perf_tests.harness import reporting
 
     gate.outcome = reporting.finish_run(gate)
     if gate.outcome.failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    return result
 
 
 def _measure_again(session: pytest.Session, gate: Gate) -> None:

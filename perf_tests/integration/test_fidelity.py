@@ -39,4 +39,8 @@ def test_planted_quality_loss_fails_bleu_parity(gate_run, tmp_path):
     verdict = re.search(r"onnx-int8 vs pytorch-fp32 \[\w+/\w+\] BLEU ratio 0\.\d+ < min 0\.99 .*",
                         planted.stdout)
     assert verdict, planted.stdout[-3000:]
+    assert "perf-gate summary" in planted.stdout, planted.stdout[-3000:]
+    summary = planted.stdout[planted.stdout.index("perf-gate summary"):]  # closes the output
+    assert re.search(r"verdicts: \d+ passed, 1 failed\n  FAILED onnx-int8 vs pytorch-fp32 .* BLEU",
+                     summary), summary[-3000:]
     print(f"planted noise 0.3: {verdict[0]}")

@@ -44,6 +44,25 @@ def test_good_options_run(run):
     assert "perf-gate: arch" in result.stdout.str()
 
 
+def test_the_gate_summary_closes_the_output_and_names_a_damaged_history_file(run, pytester):
+    """The summary is written once pytest-benchmark has saved the run and printed after the
+    tests; a damaged history file is named there, skipped and left as it was."""
+    pytester.makepyfile(test_dummy="def test_measures(gate):\n    gate.store\n")
+    damaged = run.results / "history" / "x86_64" / "Linux-CPython-3.11-64bit" / "0001_abc.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text('{"benchmarks": [')
+    result = run()
+    result.assert_outcomes(passed=1)
+    out = result.outlines
+    section = next(i for i, line in enumerate(out) if "perf-gate summary" in line)
+    assert section > next(i for i, line in enumerate(out) if "test_dummy.py ." in line)
+    summary = "\n".join(out[section:])
+    assert "verdicts: 0 passed, 0 failed" in summary, summary
+    assert f"perf-gate: WARNING skipping unreadable history file {damaged}" in summary, summary
+    assert (run.results / "latest" / "summary.json").is_file()
+    assert damaged.read_text() == '{"benchmarks": ['
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--perf-variants=onnx-int4"], "unknown variant 'onnx-int4'"),
     (["--perf-preset=sse2"], "unknown preset 'sse2'"),
