@@ -22,6 +22,12 @@ from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.progress import outline
 
 PROBES_AT_ONCE = 2  # memory probes run side by side: this project's machines have 2 cores
+# Timed calls of a per-token timing, at each shape and in the full profile's sweep alike. The
+# figures are reported, not judged; per-token time is the median of the 2 x 31 gaps between
+# decoding steps, and for noise that is roughly normal a mean of 2 calls is about as precise as
+# the median of 3 calls taken before (which weighs like 2.2 calls). With 3 calls the 14 timings
+# of the default run took 24.1 s and 24.8 s on the Zen 4 VM (report.md's steps, 2026-12-07).
+TOKEN_CALLS = 2
 
 
 class MeasurementError(Exception):
@@ -126,11 +132,10 @@ class ResultStore:
             engine = self.pool.engine(variant, "perf")
             inputs = workloads.latency_inputs(self.pool.tokenizer("perf"),
                                               self.pool.specs["perf"].prefix, shape)
-            calls = 2 if sweep else 3
-            with outline(f"per-token timing of {variant} at {shape.id} ({calls} calls)"):
+            with outline(f"per-token timing of {variant} at {shape.id} ({TOKEN_CALLS} calls)"):
                 found[(variant, shape.id)] = tokens.measure(
                     engine, inputs, workloads.latency_settings(self.config.new_tokens), shape,
-                    calls, warm)
+                    TOKEN_CALLS, warm)
         return found[(variant, shape.id)]
 
     @property
