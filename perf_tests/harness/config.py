@@ -57,8 +57,9 @@ class Profile:
 # measurable: timed as a ninth round on the Zen 4 VM (avx2 preset, 2 gate runs, 2026-12-07), it
 # ranked on average 4.39 of 0-8 among the candidate's 9 rounds over 28 tests (a round like any
 # other: 4.0, standard error 0.49; the round after it 4.64), its interleaved baseline round 4.21
-# over the 24 candidate tests.
-# Dropping it saves two generate calls of each candidate test (1 of 11 of its latency calls).
+# over the 24 candidate tests. Dropping it saves two generate calls of each candidate test (1 of
+# 11 of its latency calls).
+#
 # A memory probe makes its first call and then memory_calls more. In 14 probes of the 7 variants
 # at b8-s64 (the same VM and day, 2 gate runs), the peak above the baseline after the first call
 # and one more was the peak after two more within 0.3 MB (ct2-int8 103.8 vs 104.1 MB), and after
