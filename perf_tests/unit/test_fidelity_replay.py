@@ -45,11 +45,11 @@ def test_a_25pc_slower_variant_is_caught_where_the_noise_allows(runs):
     on the Zen 4 VM (18), whose figures move by 4-9 % between unchanged runs, and 4 of 125 in
     the Zen 3 VM's trial, whose figures moved by 6-10 %."""
     tally = replay.planted_tries(runs, Rule(), 0.25)
-    assert max(5 - tally.tries, 0) == shortfall(runs, "25% tries within reach short of 5"), \
+    assert short_of(5, tally.tries) == shortfall(runs, "25% tries within reach short of 5"), \
         tally.summary()
     assert tally.hits >= tally.tries - 1, "\n".join(
         [tally.summary(), *[line for line in tally.lines if "MISSED" in line]])
-    assert max(tally.hidden // 2 - tally.hidden_caught, 0) == shortfall(
+    assert short_of(tally.hidden // 2, tally.hidden_caught) == shortfall(
         runs, "25% hidden caught short of half"), tally.summary()
 
 
@@ -178,6 +178,11 @@ def shortfall(runs, trial: str) -> int:
     return SHORTFALLS.get((runs[0].path.parents[1].name, trial), 0)
 
 
+def short_of(floor: int, count: int) -> int:
+    """How far a count falls short of the floor a promise sets (0 when it reaches it)."""
+    return max(floor - count, 0)
+
+
 def test_a_sustained_drift_is_found_within_five_runs_where_the_noise_allows(runs):
     """Every drift within the report's reach (changepoints.drift_reach) is found, at 10 % and at
     15 %, but the recorded shortfalls; the rest are counted apart. The recorded figures move by
@@ -189,7 +194,7 @@ def test_a_sustained_drift_is_found_within_five_runs_where_the_noise_allows(runs
                           (0.10, shortfall(runs, "10% drift missed within reach"))):
         tally = replay.drift_tries(runs, drift, starts)
         short = shortfall(runs, f"{drift:.0%} drift tries within reach short of 3")
-        assert max(3 - tally.tries, 0) == short and tally.hits == tally.tries - missed, \
+        assert short_of(3, tally.tries) == short and tally.hits == tally.tries - missed, \
             "\n".join([tally.summary(), *tally.lines])
         assert tally.tries + tally.hidden == tries
     missed = shortfall(runs, "20% drift missed")
