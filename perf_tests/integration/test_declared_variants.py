@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from perf_tests.harness.config import ROOT
+from perf_tests.integration.background import BackgroundRuns, background_run
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +48,15 @@ def run_gate(folder: Path, cache: Path, declarations: str, limits: str, variants
     return done, json.loads(summary.read_text()) if summary.is_file() else None
 
 
-@pytest.fixture(scope="module")
-def declared_run(tmp_path_factory, gate, cli_int8):
+@background_run("cli_int8")
+def declared_run(runs: BackgroundRuns) -> dict:
     """One gate run of both declared variants: what optimum-cli wrote, and a recipe of a team's."""
+    folder = runs.result("cli_int8")
     declarations = ('[pytorch-fp32]\nengine = "pytorch"\n\n'
-                    f'[cli-int8]\nengine = "onnxruntime"\nfolder = "{cli_int8}"\n\n'
+                    f'[cli-int8]\nengine = "onnxruntime"\nfolder = "{folder}"\n\n'
                     '[int8-per-channel]\nengine = "onnxruntime"\n'
                     'recipe = { quantize = "avx2", per_channel = true }\n')
-    done, summary = run_gate(tmp_path_factory.mktemp("declared"), gate.config.cache_dir,
+    done, summary = run_gate(runs.mktemp("declared"), runs.gate.config.cache_dir,
                              declarations, LIMITS, "cli-int8,int8-per-channel")
     # The latency verdict is judged but not asserted: 3 rounds of the tiny model on a shared
     # machine may land on either side of any bound. Size and BLEU do not depend on timing.

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from perf_tests.harness.config import ROOT
+from perf_tests.integration.background import BackgroundRuns, background_run
 
 pytestmark = pytest.mark.integration
 
@@ -20,21 +21,21 @@ QUALITY = ["perf_tests/gate/test_quality.py", "-k", "bleu_ratio", "--perf-varian
            "--perf-sentences=100"]
 
 
-@pytest.fixture
-def gate_run(gate):
-    def run(results, *args):
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                   f"--perf-cache-dir={gate.config.cache_dir}", f"--perf-results-dir={results}",
-                   f"--perf-threads={gate.config.threads}", *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+@background_run()
+def planted_quality_run(runs: BackgroundRuns) -> subprocess.CompletedProcess:
+    """A gate run of the quality test with noise planted in onnx-int8's weights. One thread: the
+    verdict does not depend on timing, and the run shares the CPUs with others (background.py)."""
+    results = runs.mktemp("planted") / "results"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+               f"--perf-cache-dir={runs.gate.config.cache_dir}", f"--perf-results-dir={results}",
+               "--perf-threads=1", *QUALITY, "--perf-plant=onnx-int8:noise=0.3"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
-    return run
 
-
-def test_planted_quality_loss_fails_bleu_parity(gate_run, tmp_path):
+def test_planted_quality_loss_fails_bleu_parity(planted_quality_run):
     """No clean run beside it: the gate's own test_bleu_ratio[onnx-int8-vs-pytorch-fp32] judges
     the unplanted variant, and the verdict asserted here names the plant's figure."""
-    planted = gate_run(tmp_path / "planted", *QUALITY, "--perf-plant=onnx-int8:noise=0.3")
+    planted = planted_quality_run
     assert planted.returncode == 1, planted.stdout[-3000:]
     verdict = re.search(r"onnx-int8 vs pytorch-fp32 \[\w+/\w+\] BLEU ratio 0\.\d+ < min 0\.99 .*",
                         planted.stdout)

@@ -15,6 +15,7 @@ import pytest
 
 from perf_tests.harness import models
 from perf_tests.harness.config import ROOT
+from perf_tests.integration.background import BackgroundRuns, background_run
 
 pytestmark = pytest.mark.integration
 
@@ -22,15 +23,15 @@ ENTRY_POINT = "perf_gate_early_args"
 installed = any(ep.name == ENTRY_POINT for ep in metadata.entry_points(group="pytest11"))
 
 
-@pytest.fixture
-def elsewhere(tmp_path):
+def elsewhere(runs: BackgroundRuns, name: str) -> dict:
     """A model folder, a limits file and a pinned history file outside the repository."""
-    model = shutil.copytree(models.TINY_DIR, tmp_path / "models" / "my-t5")
-    limits = shutil.copy(ROOT / "perf_tests" / "limits.toml", tmp_path / "team-limits.toml")
-    pinned = tmp_path / "pinned-run.json"
+    folder = runs.mktemp(name)
+    model = shutil.copytree(models.TINY_DIR, folder / "models" / "my-t5")
+    limits = shutil.copy(ROOT / "perf_tests" / "limits.toml", folder / "team-limits.toml")
+    pinned = folder / "pinned-run.json"
     pinned.write_text(json.dumps({"benchmarks": []}))
-    return {"model": model, "limits": limits, "cache-dir": tmp_path / "cache",
-            "results-dir": tmp_path / "results", "baseline": pinned}
+    return {"model": model, "limits": limits, "cache-dir": folder / "cache",
+            "results-dir": folder / "results", "baseline": pinned}
 
 
 def collect(options: list[str]) -> subprocess.CompletedProcess:
@@ -52,13 +53,23 @@ def assert_collected_with(done: subprocess.CompletedProcess, paths: dict) -> Non
     assert not paths["cache-dir"].exists(), "collecting built something"
 
 
+@background_run()
+def space_form_run(runs: BackgroundRuns) -> tuple[subprocess.CompletedProcess, dict]:
+    paths = elsewhere(runs, "space-form")
+    return collect([item for name, path in paths.items() for item in (f"--perf-{name}", str(path))]), paths
+
+
+@background_run()
+def equals_form_run(runs: BackgroundRuns) -> tuple[subprocess.CompletedProcess, dict]:
+    paths = elsewhere(runs, "equals-form")
+    return collect([f"--perf-{name}={path}" for name, path in paths.items()]), paths
+
+
 @pytest.mark.skipif(not installed, reason="the project is not installed (pip install -r "
                     "requirements.txt): its pytest11 entry point makes the space form work")
-def test_space_form_with_folders_outside_the_repository(elsewhere):
-    options = [item for name, path in elsewhere.items() for item in (f"--perf-{name}", str(path))]
-    assert_collected_with(collect(options), elsewhere)
+def test_space_form_with_folders_outside_the_repository(space_form_run):
+    assert_collected_with(*space_form_run)
 
 
-def test_equals_form_with_folders_outside_the_repository(elsewhere):
-    assert_collected_with(collect([f"--perf-{name}={path}" for name, path in elsewhere.items()]),
-                          elsewhere)
+def test_equals_form_with_folders_outside_the_repository(equals_form_run):
+    assert_collected_with(*equals_form_run)
