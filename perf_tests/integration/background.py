@@ -67,6 +67,7 @@ class BackgroundRuns:
     def __init__(self, names: list[str], tmp_path_factory: pytest.TempPathFactory, gate):
         self.gate = gate
         self._tmp = tmp_path_factory
+        tmp_path_factory.getbasetemp()  # made here: two lanes making it at once can make two
         self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"background-run-{lane}")
                        for lane in range(WORKERS)]
         self._futures: dict[str, Future] = {}
