@@ -8,9 +8,10 @@ gate test starts, every background run that a selected test needs is started, tw
 they go on beside the unit tests and beside each other: most of such a run is importing torch and
 optimum, on one core, while the unit tests take the other. The tests that read them run last.
 
-Nothing here runs beside the gate's timed tests: those are ordered first, and the runs start only
-after them. The runs' outcomes do not depend on timing (a background gate run's latency verdict is
-never asserted), so sharing the CPUs changes how long they take, not what they assert.
+Nothing here runs beside a timed test (the gate's, or the live trial's in ``-m fidelity``): those
+are ordered first, and the runs start only after them. The runs' outcomes do not depend on timing
+(a background gate run's latency verdict is never asserted), so sharing the CPUs changes how long
+they take, not what they assert.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ WORKERS = 2  # the machines have 2 cores; a third run at once only queues for th
 # name -> (function of a BackgroundRuns, names of the runs whose results it reads)
 RUNS: dict[str, tuple[Callable[[BackgroundRuns], object], tuple[str, ...]]] = {}
 RUNS_KEY = pytest.StashKey["BackgroundRuns"]()
+TIMED_MARKERS = ("gate", "fidelity")  # nothing runs in the background beside these tests
 
 
 def background_run(*after: str):
@@ -90,15 +92,20 @@ class BackgroundRuns:
             lane.shutdown(wait=True, cancel_futures=True)
 
 
+def timed(item) -> bool:
+    """A test that times something: the gate's, and the live trial's gate runs."""
+    return any(item.get_closest_marker(marker) for marker in TIMED_MARKERS)
+
+
 def _runs_last(item) -> int:
-    if item.get_closest_marker("gate"):
+    if timed(item):
         return 0
     return 2 if any(name in RUNS for name in getattr(item, "fixturenames", ())) else 1
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
 def pytest_collection_modifyitems(items: list) -> None:
-    """The gate's timed tests first, the tests that read background runs last."""
+    """The timed tests first, the tests that read background runs last."""
     items.sort(key=_runs_last)  # stable: each group keeps its order
 
 
@@ -111,8 +118,8 @@ def background_runs(request: pytest.FixtureRequest, tmp_path_factory, gate) -> B
 
 @pytest.fixture(autouse=True)
 def _background_runs_started(request: pytest.FixtureRequest) -> None:
-    """From the first test after the gate's: the runs start beside it."""
-    if not request.node.get_closest_marker("gate"):
+    """From the first test after the timed ones: the runs start beside it."""
+    if not timed(request.node):
         request.getfixturevalue("background_runs")
 
 

@@ -28,11 +28,11 @@ class Factory:
 
 
 class Item:
-    def __init__(self, *fixturenames, gate=False):
-        self.fixturenames, self.gate = fixturenames, gate
+    def __init__(self, *fixturenames, marker=None):
+        self.fixturenames, self.marker = fixturenames, marker
 
     def get_closest_marker(self, name):
-        return name == "gate" and self.gate or None
+        return name if name == self.marker else None
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def runs(monkeypatch):
 
 
 def test_a_run_starts_after_the_runs_it_reads(runs):
-    items = [Item("tmp_path", "gate_run"), Item("paths"), Item("export"), Item("gate", gate=True)]
+    items = [Item("tmp_path", "gate_run"), Item("paths"), Item("export"), Item("gate", marker="gate")]
     assert background.wanted(items) == ["export", "int8", "gate_run", "paths"]
 
 
@@ -93,9 +93,12 @@ def test_a_failed_run_fails_the_test_that_reads_it(monkeypatch, tmp_path):
         started.result("broken")
 
 
-def test_the_gate_runs_first_and_the_readers_of_background_runs_last(runs):
-    items = [Item("paths"), Item("tmp_path"), Item("variant", gate=True), Item("export"),
-             Item("shape", gate=True)]
+def test_the_timed_tests_run_first_and_the_readers_of_background_runs_last(runs):
+    items = [Item("paths"), Item("tmp_path"), Item("variant", marker="gate"), Item("export"),
+             Item("shape", marker="gate"), Item("trial", marker="fidelity"),
+             Item("tmp_path", marker="unit")]
     ordered = list(items)
     background.pytest_collection_modifyitems(ordered)
-    assert ordered == [items[2], items[4], items[1], items[0], items[3]]
+    assert ordered == [items[2], items[4], items[5], items[1], items[6], items[0], items[3]]
+    assert [background.timed(item) for item in items] == [False, False, True, False, True, True,
+                                                          False]
