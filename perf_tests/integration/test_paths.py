@@ -1,8 +1,9 @@
 """Path options in both forms, for folders anywhere on disk, from the repository root.
 
 ``--perf-model /elsewhere/model`` (space form) used to stop with "unrecognized arguments": pytest's
-early pass took the folder for a test path (see perf_tests/harness/early_args.py). Each test runs
-``python -m pytest --co`` in a subprocess, as a user would: it collects the gate, builds nothing.
+early pass took the folder for a test path (see perf_tests/harness/early_args.py). Each test reads
+a run of ``python -m pytest --co`` in a subprocess, as a user would run it (in the background:
+background.py): it collects the gate and builds nothing.
 """
 
 import json
@@ -55,12 +56,15 @@ def assert_collected_with(done: subprocess.CompletedProcess, paths: dict) -> Non
 
 @background_run()
 def space_form_run(runs: BackgroundRuns) -> tuple[subprocess.CompletedProcess, dict]:
+    """``--perf-model /elsewhere/my-t5``, and so on for each path option."""
     paths = elsewhere(runs, "space-form")
-    return collect([item for name, path in paths.items() for item in (f"--perf-{name}", str(path))]), paths
+    options = [item for name, path in paths.items() for item in (f"--perf-{name}", str(path))]
+    return collect(options), paths
 
 
 @background_run()
 def equals_form_run(runs: BackgroundRuns) -> tuple[subprocess.CompletedProcess, dict]:
+    """``--perf-model=/elsewhere/my-t5``, and so on."""
     paths = elsewhere(runs, "equals-form")
     return collect([f"--perf-{name}={path}" for name, path in paths.items()]), paths
 
