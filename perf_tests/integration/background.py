@@ -100,9 +100,7 @@ def timed(item) -> bool:
 
 
 def _place(item) -> int:
-    if timed(item):
-        return 0
-    return 2 if any(name in RUNS for name in getattr(item, "fixturenames", ())) else 1
+    return 0 if timed(item) else 2 if wanted([item]) else 1
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
