@@ -14,14 +14,12 @@ one unlucky try. PERF_FIDELITY_TRIES sets TRIES (default 20).
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
 from perf_tests.harness import live_trial
-from perf_tests.harness.config import ROOT
+from perf_tests.harness.child_run import run_pytest
 
 pytestmark = pytest.mark.fidelity
 
@@ -35,10 +33,8 @@ LATENCY = ["perf_tests/gate/test_latency.py", f"--perf-variants={','.join(live_t
 @pytest.fixture
 def gate_run(gate):
     def run(results, *args):
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                   f"--perf-cache-dir={gate.config.cache_dir}", f"--perf-results-dir={results}",
-                   f"--perf-threads={gate.config.threads}", *LATENCY, *args]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        done = run_pytest("-q", f"--perf-threads={gate.config.threads}", *LATENCY, *args,
+                          results=results, cache=gate.config.cache_dir)
         summary = results / "latest" / "summary.json"
         if not summary.is_file():
             pytest.fail(f"a gate run wrote no summary (exit {done.returncode}): "

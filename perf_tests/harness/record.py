@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from perf_tests.harness import history
+from perf_tests.harness.child_run import run_pytest
 from perf_tests.harness.config import ROOT
 
 DATA = ROOT / "perf_tests" / "unit" / "data" / "histories"
@@ -88,11 +88,10 @@ def _neighbour(duty: float, stop) -> None:
 
 
 def record(runs: int, results: Path, pytest_args: list[str]) -> None:
-    command = [sys.executable, "-m", "pytest", "-m", "gate", "-k", "test_latency", "-q",
-               "-p", "no:cacheprovider", f"--perf-results-dir={results}", *pytest_args]
     for number in range(1, runs + 1):
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        done = run_pytest("-m", "gate", "-k", "test_latency", "-q", *pytest_args,
+                          results=results, timeout=None)
         last = (done.stdout.strip().splitlines() or ["no output"])[-1]
         print(f"+ run {number}/{runs}: exit {done.returncode} in "
               f"{time.perf_counter() - started:.0f} s: {last}", flush=True)

@@ -46,8 +46,20 @@ def background_run(*after: str):
     return register
 
 
+def skipped_by_its_marks(item) -> bool:
+    """A test that a ``skip`` mark, or a ``skipif`` mark whose condition is a plain True, skips:
+    the runs it alone reads are not started. A condition given as a string is pytest's to
+    evaluate, so its test counts as one that runs."""
+    if item.get_closest_marker("skip"):
+        return True
+    return any(condition is True
+               for mark in item.iter_markers("skipif")
+               for condition in (mark.args or (mark.kwargs.get("condition"),)))
+
+
 def wanted(items: list) -> list[str]:
-    """The runs the items read, each after the runs it reads in turn."""
+    """The runs the items read, each after the runs it reads in turn; a test its marks skip
+    reads none."""
     ordered: list[str] = []
 
     def add(name: str) -> None:
@@ -57,6 +69,8 @@ def wanted(items: list) -> list[str]:
             ordered.append(name)
 
     for item in items:
+        if skipped_by_its_marks(item):
+            continue
         for name in getattr(item, "fixturenames", ()):
             if name in RUNS:
                 add(name)

@@ -7,13 +7,11 @@ one per test: a run's imports and its baseline's quality take 10 s or more. The 
 named so that the harness's own tests (which import torch and ruptures, 5 s) are not collected."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from perf_tests.harness.config import ROOT
+from perf_tests.harness.child_run import run_pytest
 from perf_tests.integration.background import BackgroundRuns, background_run
 
 pytestmark = pytest.mark.integration
@@ -35,15 +33,14 @@ RECIPE = {"quantize": "avx2", "per_channel": True}
 def run_gate(folder: Path, cache: Path, declarations: str, limits: str, variants: str):
     (folder / "variants.toml").write_text(declarations)
     (folder / "limits.toml").write_text(limits)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "perf_tests/gate", "-m", "gate", "-p", "no:cacheprovider",
-         "-q", "-k", "not peak_memory",  # what is asserted here needs two memory probes, not three
-         "--perf-model=t5-tiny-enfr", f"--perf-variants={variants}",
-         f"--perf-variants-file={folder / 'variants.toml'}",
-         f"--perf-limits={folder / 'limits.toml'}", "--perf-shapes=b1-s16",
-         "--perf-rounds=3", "--perf-threads=1", "--perf-sentences=100",
-         f"--perf-cache-dir={cache}", f"--perf-results-dir={folder / 'results'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = run_pytest(
+        "perf_tests/gate", "-m", "gate", "-q",
+        "-k", "not peak_memory",  # what is asserted here needs two memory probes, not three
+        "--perf-model=t5-tiny-enfr", f"--perf-variants={variants}",
+        f"--perf-variants-file={folder / 'variants.toml'}",
+        f"--perf-limits={folder / 'limits.toml'}", "--perf-shapes=b1-s16",
+        "--perf-rounds=3", "--perf-threads=1", "--perf-sentences=100",
+        results=folder / "results", cache=cache)
     summary = folder / "results" / "latest" / "summary.json"
     return done, json.loads(summary.read_text()) if summary.is_file() else None
 

@@ -8,11 +8,10 @@ session's artifact cache (nothing is exported again).
 
 import re
 import subprocess
-import sys
 
 import pytest
 
-from perf_tests.harness.config import ROOT
+from perf_tests.harness.child_run import run_pytest
 from perf_tests.integration.background import BackgroundRuns, background_run
 
 pytestmark = pytest.mark.integration
@@ -26,10 +25,8 @@ def planted_quality_run(runs: BackgroundRuns) -> subprocess.CompletedProcess:
     """A gate run of the quality test with noise planted in onnx-int8's weights. One thread: the
     verdict does not depend on timing, and the run shares the CPUs with others (background.py)."""
     results = runs.mktemp("planted") / "results"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-               f"--perf-cache-dir={runs.gate.config.cache_dir}", f"--perf-results-dir={results}",
-               "--perf-threads=1", *QUALITY, "--perf-plant=onnx-int8:noise=0.3"]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return run_pytest("-q", "--perf-threads=1", *QUALITY, "--perf-plant=onnx-int8:noise=0.3",
+                      results=results, cache=runs.gate.config.cache_dir)
 
 
 def test_planted_quality_loss_fails_bleu_parity(planted_quality_run):

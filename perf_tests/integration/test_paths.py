@@ -9,12 +9,12 @@ background.py): it collects the gate and builds nothing.
 import json
 import shutil
 import subprocess
-import sys
 from importlib import metadata
 
 import pytest
 
 from perf_tests.harness import models
+from perf_tests.harness.child_run import run_pytest
 from perf_tests.harness.config import ROOT
 from perf_tests.integration.background import BackgroundRuns, background_run
 
@@ -39,9 +39,7 @@ def collect(options: list[str]) -> subprocess.CompletedProcess:
     # The gate's folder is named: collecting every folder would import the harness's own tests
     # (torch, ruptures: 5 s) for nothing. A test path does not hide the bug: the early pass
     # still took a folder option's value for a second test path beside it.
-    return subprocess.run([sys.executable, "-m", "pytest", "--co", "perf_tests/gate", "-m", "gate",
-                           "-p", "no:cacheprovider", *options],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_pytest("--co", "perf_tests/gate", "-m", "gate", *options, timeout=300)
 
 
 def assert_collected_with(done: subprocess.CompletedProcess, paths: dict) -> None:

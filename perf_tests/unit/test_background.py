@@ -28,11 +28,19 @@ class Factory:
 
 
 class Item:
+    """A collected test: the fixtures it reads, and its marks (a name, or pytest.mark.x(...))."""
+
     def __init__(self, *fixturenames, marker=None):
-        self.fixturenames, self.marker = fixturenames, marker
+        self.fixturenames = fixturenames
+        if isinstance(marker, str):
+            marker = getattr(pytest.mark, marker)
+        self.marks = [] if marker is None else [marker]
+
+    def iter_markers(self, name):
+        return (mark.mark for mark in self.marks if mark.name == name)
 
     def get_closest_marker(self, name):
-        return name if name == self.marker else None
+        return next(self.iter_markers(name), None)
 
 
 @pytest.fixture
@@ -58,6 +66,19 @@ def runs(monkeypatch):
 def test_a_run_starts_after_the_runs_it_reads(runs):
     items = [Item("tmp_path", "gate_run"), Item("paths"), Item("export"), Item("gate", marker="gate")]
     assert background.wanted(items) == ["export", "int8", "gate_run", "paths"]
+
+
+def test_a_run_read_only_by_tests_their_marks_skip_is_not_started(runs):
+    not_installed = pytest.mark.skipif(True, reason="the project is not installed")
+    installed = pytest.mark.skipif(False, reason="the project is not installed")
+    assert background.wanted([Item("paths", marker=not_installed), Item("planted")]) == ["planted"]
+    assert background.wanted([Item("paths", marker=pytest.mark.skip)]) == []
+    assert background.wanted([Item("paths", marker=installed)]) == ["paths"]
+    # a string condition is pytest's to evaluate later: the run starts
+    assert background.wanted([Item("paths", marker=pytest.mark.skipif("True"))]) == ["paths"]
+    # both of an item's reads are dropped with it, but not what another test reads
+    assert background.wanted([Item("gate_run", "paths", marker=not_installed),
+                              Item("export")]) == ["export"]
 
 
 def test_a_chain_keeps_one_lane_and_the_others_take_the_emptier_one(runs, tmp_path):

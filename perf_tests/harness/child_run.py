@@ -1,0 +1,32 @@
+"""``python -m pytest`` in a fresh process, as the trials, the recorder and the integration tests
+start the gate: one place says how.
+
+A child runs from the repository root with this interpreter, with pytest's cache provider off
+(children run side by side and would race on the checkout's .pytest_cache, which none of them
+needs), and with its output captured for the caller to read. A timeout stops a child that hangs
+so its caller fails with the child's output instead of holding up the night.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from perf_tests.harness.config import ROOT
+
+TIMEOUT_S = 900  # seconds: far above what any of these children takes, even in a slow spell
+
+
+def pytest_command(*args: str, results: Path | None = None, cache: Path | None = None) -> list[str]:
+    """The command line; ``results`` and ``cache`` become the gate's folder options when given."""
+    folders = [f"--perf-cache-dir={cache}"] * (cache is not None)
+    folders += [f"--perf-results-dir={results}"] * (results is not None)
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *folders, *args]
+
+
+def run_pytest(*args: str, results: Path | None = None, cache: Path | None = None,
+               timeout: float | None = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run the command to its end and return what it printed and its exit code."""
+    return subprocess.run(pytest_command(*args, results=results, cache=cache), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
