@@ -2,8 +2,9 @@
 start the gate: one place says how.
 
 A child runs from the repository root with this interpreter, with pytest's cache provider off
-(children run side by side and would race on the checkout's .pytest_cache, which none of them
-needs), and with its output captured for the caller to read. A timeout stops a child that hangs
+(a child would write its own last-failed list over the user's in the checkout's .pytest_cache,
+which ``--lf`` reads, and children run side by side), and with its output captured for the
+caller to read. A timeout stops a child that hangs
 so its caller fails with the child's output instead of holding up the night.
 """
 
@@ -20,9 +21,12 @@ TIMEOUT_S = 900  # seconds: far above what any of these children takes, even in 
 
 def pytest_command(*args: str, results: Path | None = None, cache: Path | None = None) -> list[str]:
     """The command line; ``results`` and ``cache`` become the gate's folder options when given."""
-    folders = [f"--perf-cache-dir={cache}"] * (cache is not None)
-    folders += [f"--perf-results-dir={results}"] * (results is not None)
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *folders, *args]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    if cache is not None:
+        command.append(f"--perf-cache-dir={cache}")
+    if results is not None:
+        command.append(f"--perf-results-dir={results}")
+    return [*command, *args]
 
 
 def run_pytest(*args: str, results: Path | None = None, cache: Path | None = None,
