@@ -19,18 +19,14 @@ from perf_tests.harness.config import ROOT
 TIMEOUT_S = 900  # seconds: far above what any of these children takes, even in a slow spell
 
 
-def pytest_command(*args: str, results: Path | None = None, cache: Path | None = None) -> list[str]:
-    """The command line; ``results`` and ``cache`` become the gate's folder options when given."""
+def run_pytest(*args: str, results: Path | None = None, cache: Path | None = None,
+               timeout: float | None = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run ``python -m pytest`` with ``args`` to its end and return what it printed and its exit
+    code; ``results`` and ``cache`` become the gate's folder options when given."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     if cache is not None:
         command.append(f"--perf-cache-dir={cache}")
     if results is not None:
         command.append(f"--perf-results-dir={results}")
-    return [*command, *args]
-
-
-def run_pytest(*args: str, results: Path | None = None, cache: Path | None = None,
-               timeout: float | None = TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run the command to its end and return what it printed and its exit code."""
-    return subprocess.run(pytest_command(*args, results=results, cache=cache), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
