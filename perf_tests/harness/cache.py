@@ -164,12 +164,17 @@ class ArtifactCache:
     def _problem(self, final: Path) -> str:
         """"" when the artifact matches its build-time record, else what is wrong, in words."""
         try:
-            recorded = self.record(final).get("integrity") or {}
+            record = self.record(final)
         except (OSError, ValueError):
             return f"has an unreadable {MARKER}"
+        if not isinstance(record, dict) or not isinstance(record.get("integrity") or {}, dict):
+            return f"has a damaged {MARKER}"
+        recorded = record.get("integrity") or {}
         if recorded.get("algorithm") != integrity.ALGORITHM or "files" not in recorded:
             return (f"was built before sizes and {integrity.ALGORITHM} hashes were recorded, so "
                     "it cannot be verified")
+        if not integrity.is_manifest(recorded["files"]):
+            return f"has a damaged {MARKER} (its record of the files)"
         problem, hashed = integrity.check(final, recorded["files"])
         self.verified_bytes += hashed
         return f"is damaged: {problem}" if problem else ""

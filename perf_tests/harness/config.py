@@ -9,8 +9,8 @@ that can be written), so every option fails the same way.
 
 from __future__ import annotations
 
-import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,16 +225,21 @@ def _parse_baseline(text: str | None, results_dir: Path, arch: str) -> str:
                     else "it holds no run yet")
             raise ConfigError(f"--perf-baseline {choice}: no such run in {folder} ({held}); pass "
                               "latest, a run number from it or a history file")
+        files = history.run_files(folder, int(choice))
+        if len(files) > 1:  # pytest-benchmark numbers each Python's folder from 1
+            raise ConfigError(f"--perf-baseline {choice}: {len(files)} runs in {folder} carry "
+                              f"that number ({', '.join(str(f.relative_to(folder)) for f in files)})"
+                              ": pass the history file's path instead")
         return choice
     path = Path(choice).expanduser()
     if not path.is_file():
         raise ConfigError(f"--perf-baseline {choice!r}: expected latest, a run number or an "
                           "existing history file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data.get("benchmarks"), list):
-            raise ValueError("no list of benchmarks")
-    except (OSError, ValueError, AttributeError) as error:
+        with warnings.catch_warnings():  # its damaged entries are named when it is read again
+            warnings.simplefilter("ignore", history.HistoryWarning)
+            history.read_run(path, 0)
+    except (OSError, ValueError) as error:
         raise ConfigError(f"--perf-baseline {path}: not a readable pytest-benchmark history file "
                           f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
                           ) from None

@@ -41,22 +41,34 @@ class Run:
 
     def latency(self) -> dict[tuple[str, str], dict]:
         """(variant, shape) -> {"data": raw samples in s, "median": s, "extra_info": {...}}; a
-        damaged entry is skipped with a warning naming the file, and a figure that is no
-        latency (``figure`` in extra_info: the ratio group) is left out."""
+        figure that is no latency (``figure`` in extra_info: the ratio group) is left out. The
+        entries are sound: read_run dropped the damaged ones."""
         found = {}
         for bench in self.data.get("benchmarks", []):
-            info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
+            info = bench.get("extra_info", {})
             if "variant" in info and "shape" in info and "figure" not in info:
                 stats = bench.get("stats", {})
-                data, paired = stats.get("data") or [], info.get("paired_baseline_s") or []
-                if not (_timings(data) and _timings(paired, empty=True) and _again(info)):
-                    warnings.warn(f"skipping a damaged latency entry ({info['variant']} "
-                                  f"[{info['shape']}]) in history file {self.path}",
-                                  HistoryWarning, stacklevel=2)
-                    continue
                 found[(info["variant"], info["shape"])] = {
-                    "data": data, "median": stats.get("median"), "extra_info": info}
+                    "data": stats.get("data") or [], "median": stats.get("median"),
+                    "extra_info": info}
         return found
+
+
+def _damage(bench) -> str | None:
+    """What is wrong with one benchmark entry of a history file, or None when it is sound."""
+    if not isinstance(bench, dict) or not all(
+            isinstance(bench.get(part, {}), dict) for part in ("extra_info", "stats")):
+        return "a benchmark entry that is not an object with extra_info and stats objects"
+    info = bench.get("extra_info", {})
+    if "variant" not in info or "shape" not in info or "figure" in info:
+        return None  # not a latency entry: the gate does not read it
+    what = f"a damaged latency entry ({info['variant']} [{info['shape']}])"
+    if not (isinstance(info["variant"], str) and isinstance(info["shape"], str)):
+        return what
+    data, paired = bench.get("stats", {}).get("data") or [], info.get("paired_baseline_s") or []
+    if not (_timings(data) and _timings(paired, empty=True) and _again(info)):
+        return what
+    return None
 
 
 def _again(info: dict) -> bool:
@@ -81,10 +93,86 @@ def storage_folder(results_dir: Path, arch: str) -> Path:
     return Path(results_dir) / "history" / arch
 
 
+def run_files(folder: Path, number: int) -> list[Path]:
+    """The history files of one run number (more than one where pytest-benchmark's folders of
+    two Python versions both reached it)."""
+    return sorted(Path(folder).glob(f"*/{number:04d}_*.json"))
+
+
 def run_numbers(folder: Path) -> list[int]:
     """The run numbers stored under a storage folder, read from file names only (cheap)."""
     return sorted({int(path.name[:4])
                    for path in Path(folder).glob("*/[0-9][0-9][0-9][0-9]_*.json")})
+
+
+def _problem(data) -> str | None:
+    """What makes a history file unusable to the gate, or None: the parts it reads (the run's
+    date, commit and summary) must have the types the gate wrote."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if not isinstance(data.get("benchmarks"), list):
+        return "no list of benchmarks"
+    if not isinstance(data.get("datetime", ""), str):
+        return "its datetime is not text"
+    if not isinstance(data.get("commit_info") or {}, dict):
+        return "its commit_info is not an object"
+    gate = data.get("perf_gate", {})
+    if not isinstance(gate, dict):
+        return "perf_gate is not an object"
+    for key, kind in (("run_id", str), ("libraries", dict), ("models", dict), ("variants", dict)):
+        if not isinstance(gate.get(key, kind()), kind):
+            return f"perf_gate.{key} is not {'text' if kind is str else 'an object'}"
+    if not isinstance(gate.get("plant") or "", str):
+        return "perf_gate.plant is not text"
+    if not all(isinstance(model, dict) for model in gate.get("models", {}).values()):
+        return "perf_gate.models holds an entry that is not an object"
+    for name, variant in gate.get("variants", {}).items():
+        problem = _variant_problem(variant)
+        if problem:
+            return f"perf_gate.variants.{name}{problem}"
+    return None
+
+
+def _variant_problem(variant) -> str | None:
+    """What is wrong with one variant's summary in a history file, or None."""
+    if not isinstance(variant, dict):
+        return " is not an object"
+    parts = {part: variant.get(part, {}) for part in ("memory", "quality")}
+    for part, entry in parts.items():
+        if not isinstance(entry, dict):
+            return f".{part} is not an object"
+    figures = {"disk_mb": variant.get("disk_mb"),
+               "memory.peak_above_baseline_mb": parts["memory"].get("peak_above_baseline_mb"),
+               "quality.bleu": parts["quality"].get("bleu"),
+               "quality.chrf": parts["quality"].get("chrf")}
+    for where, value in figures.items():
+        if value is not None and not _number(value):
+            return f".{where} is not a number"
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_run(path: Path, number: int) -> Run:
+    """One history file as a Run. A file the gate cannot use raises OSError or ValueError saying
+    why; a damaged benchmark entry is dropped from the copy read (the file is never rewritten),
+    with a warning naming the file, so that nothing read later trips on it."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    problem = _problem(data)
+    if problem:
+        raise ValueError(problem)
+    sound = []
+    for bench in data["benchmarks"]:
+        damage = _damage(bench)
+        if damage:
+            warnings.warn(f"skipping {damage} in history file {path}", HistoryWarning,
+                          stacklevel=3)
+        else:
+            sound.append(bench)
+    data["benchmarks"] = sound
+    return Run(Path(path), number, data)
 
 
 def load_runs(folder: Path) -> list[Run]:
@@ -92,10 +180,7 @@ def load_runs(folder: Path) -> list[Run]:
     runs = []
     for path in sorted(Path(folder).glob("*/[0-9][0-9][0-9][0-9]_*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data.get("benchmarks"), list):
-                raise ValueError("no list of benchmarks")
-            runs.append(Run(path, int(path.name[:4]), data))
+            runs.append(read_run(path, int(path.name[:4])))
         except (OSError, ValueError) as error:
             warnings.warn(f"skipping unreadable history file {path}: {error}", HistoryWarning,
                           stacklevel=2)
@@ -114,8 +199,7 @@ def select_pool(runs: list[Run], choice: str, current_run_id: str, size: int) ->
     match = [run for run in earlier if run.path.resolve() == path.resolve()]
     if match or not path.is_file():
         return match[-1:]
-    data = json.loads(path.read_text(encoding="utf-8"))  # a pinned file outside the storage
-    return [Run(path, 0, data)]
+    return [read_run(path, 0)]  # a pinned file outside the storage (config.py checked it)
 
 
 def pool_label(pool: list[Run]) -> str:

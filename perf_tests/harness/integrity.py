@@ -55,10 +55,23 @@ def _stamp(stat: os.stat_result) -> list[int]:
 
 
 def _read_stamps(folder: Path) -> dict:
+    """The stamps recorded when each file was last hashed; any that is not of the shape written
+    here is left out (it only costs that file's hash)."""
     try:
-        return json.loads((folder / STAMPS).read_text())
+        stamps = json.loads((folder / STAMPS).read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(stamps, dict):
+        return {}
+    return {name: entry for name, entry in stamps.items() if isinstance(entry, dict)
+            and isinstance(entry.get("stamp"), list) and isinstance(entry.get("taken_ns"), int)}
+
+
+def is_manifest(files) -> bool:
+    """Whether ``files`` has the shape ``manifest`` gives: name -> {"size": int, ALGORITHM: str}."""
+    return isinstance(files, dict) and all(
+        isinstance(entry, dict) and isinstance(entry.get("size"), int)
+        and isinstance(entry.get(ALGORITHM), str) for entry in files.values())
 
 
 def _write_stamps(folder: Path, stamps: dict) -> None:

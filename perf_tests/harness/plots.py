@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from perf_tests.harness.files import written_whole  # noqa: E402
+
 COLOURS = {"pytorch-fp32": "#4c72b0", "onnx-fp32": "#55a868", "onnx-o3": "#8172b2",
            "onnx-int8": "#c44e52", "ct2-int8": "#dd8452", "torch-int8": "#64b5cd"}
 
@@ -19,10 +21,11 @@ def _colour(variant: str) -> str:
 
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    tmp.replace(path)
+    try:
+        with written_whole(path) as tmp:
+            figure.savefig(tmp, dpi=110)
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -158,7 +161,7 @@ def trends(runs: list, path: Path) -> Path:
                 series["ratio"].setdefault(f"{variant} {shape}", {})[index] = info[
                     "ratio_to_baseline"]
         for variant, entry in run.gate.get("variants", {}).items():
-            if "memory" in entry:
+            if "peak_above_baseline_mb" in entry.get("memory", {}):
                 series["memory"].setdefault(variant, {})[index] = entry["memory"][
                     "peak_above_baseline_mb"]
             if "bleu" in entry.get("quality", {}):

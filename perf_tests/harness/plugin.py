@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from filelock import FileLock
 
 from perf_tests.harness import cpu, engines, history, models, summary
 from perf_tests.harness.cache import ArtifactCache, ArtifactError
@@ -342,11 +343,18 @@ def _finishing_gate(session: pytest.Session) -> Gate | None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """Before pytest-benchmark saves this run, measure again each test whose latency regressed
-    (confirm.py)."""
+    (confirm.py); then hold the history's lock while it saves and the run is finished."""
     gate = _finishing_gate(session)
-    if gate is not None:
-        _measure_again(session, gate)
-    return (yield)
+    if gate is None:
+        return (yield)
+    _measure_again(session, gate)
+    # pytest-benchmark numbers the run it saves after the files already there, without a lock:
+    # two runs finishing at once could take one number, and the later write replace the earlier
+    # run. So the runs of one history save, and read it back, one at a time.
+    folder = history.storage_folder(gate.config.results_dir, gate.config.arch)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".save.lock")):
+        return (yield)
 
 
 @pytest.hookimpl(specname="pytest_sessionfinish")  # pytest registers pytest_* names only

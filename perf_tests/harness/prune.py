@@ -42,13 +42,19 @@ def stale(root: Path, unused_days: float, now: float | None = None) -> list[Path
     return sorted(old, key=lambda f: last_use(root, f))
 
 
-def remove(root: Path, folder: Path) -> None:
+def remove(root: Path, folder: Path, unused_days: float) -> bool:
+    """Remove one stale artifact under its build lock; False when, looked at again under the
+    lock, a run has used it since it was listed, or another prune has removed it."""
     (root / ".locks").mkdir(exist_ok=True)
     with FileLock(str(root / ".locks" / f"{folder.name}.lock")):
+        if not (folder / MARKER).is_file() or time.time() - last_use(root, folder) <= (
+                unused_days * DAY):
+            return False
         aside = root / f".tmp-{folder.name}-pruned-{os.getpid()}"
         os.rename(folder, aside)
         shutil.rmtree(aside, ignore_errors=True)
         (root / USED / folder.name).unlink(missing_ok=True)
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,17 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.unused_days < 0:
         parser.error("--unused-days must be 0 or more")
-    old = stale(args.cache_dir, args.unused_days)
-    total = 0.0
-    for folder in old:
-        mb = size_mb(folder)
-        days = (time.time() - last_use(args.cache_dir, folder)) / DAY
-        print(f"{'would remove' if args.dry_run else 'removing'} {folder.name} ({mb:.0f} MB, "
-              f"unused for {days:.1f} days)")
-        if not args.dry_run:
-            remove(args.cache_dir, folder)
-        total += mb
-    print(f"{len(old)} artifacts, {total:.0f} MB {'to free' if args.dry_run else 'freed'} in "
+    count, total = 0, 0.0
+    for folder in stale(args.cache_dir, args.unused_days):
+        try:
+            mb = size_mb(folder)
+            days = (time.time() - last_use(args.cache_dir, folder)) / DAY
+        except FileNotFoundError:
+            continue  # another prune removed it meanwhile
+        if args.dry_run or remove(args.cache_dir, folder, args.unused_days):
+            print(f"{'would remove' if args.dry_run else 'removed'} {folder.name} ({mb:.0f} MB, "
+                  f"unused for {days:.1f} days)")
+            count, total = count + 1, total + mb
+    print(f"{count} artifacts, {total:.0f} MB {'to free' if args.dry_run else 'freed'} in "
           f"{args.cache_dir}")
     return 0
 

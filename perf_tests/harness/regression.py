@@ -320,9 +320,10 @@ def _drop(kind, variant, new, old, label) -> Comparison:
                       message)
 
 
-def _same(now: dict, then: dict, part: str, keys: tuple[str, ...], figure: str = "") -> bool:
+def _same(now: dict, then: dict, part: str, keys: tuple[str, ...], figure: str) -> bool:
+    """Whether both runs have ``part`` with ``figure`` in it, measured alike (``keys``)."""
     new, old = now.get(part), then.get(part)
-    if not (new and old) or (figure and not (figure in new and figure in old)):
+    if not (new and old and figure in new and figure in old):
         return False
     return all(new.get(key) == old.get(key) for key in keys)
 
@@ -334,7 +335,7 @@ def compare_summaries(current: dict, baseline: dict, label: str) -> list[Compari
     old_variants = baseline.get("variants", {})
     for variant, now in current.get("variants", {}).items():
         then = old_variants.get(variant, {})
-        if _same(now, then, "memory", ("shape",)):
+        if _same(now, then, "memory", ("shape",), "peak_above_baseline_mb"):
             out.append(_growth("peak memory", variant, now["memory"]["peak_above_baseline_mb"],
                                then["memory"]["peak_above_baseline_mb"], MEMORY_TOLERANCE,
                                MEMORY_SLACK_MB, "MB", label))

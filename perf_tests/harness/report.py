@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from perf_tests.harness.changepoints import FOUND_WITHIN
+from perf_tests.harness.files import written_whole
 from perf_tests.harness.regression import Comparison, format_p
 from perf_tests.harness.store import write_json
 from perf_tests.harness.summary import table_lines
@@ -154,9 +155,8 @@ def write_markdown(path: Path, summary: dict, check: list[str], plots: list[Path
     out += [f"- {'  ' * s['depth']}{s['label']}: {s['seconds']:.1f} s"
             + (" (FAILED)" if s["failed"] else "") for s in summary["steps"]]
     out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with written_whole(path) as tmp:
+        tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
 def write_action_benchmark(folder: Path, summary: dict) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from perf_tests.harness import tokens, workloads
 from perf_tests.harness.config import ROOT, GateConfig, Shape
+from perf_tests.harness.files import written_whole
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.progress import outline
 
@@ -225,9 +226,8 @@ class ResultStore:
         folder = self.config.results_dir / "latest" / "hypotheses"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{variant}.txt"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-        tmp.replace(path)
+        with written_whole(path) as tmp:
+            tmp.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
 
     def exact_match(self, candidate: str, baseline: str) -> tuple[int, int]:
         """How many sentences the candidate translates exactly as the baseline does."""
@@ -243,8 +243,7 @@ class ResultStore:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write a JSON file atomically: a reader sees the old file or the new one, never half."""
+    """Write a JSON file whole: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    with written_whole(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -193,6 +193,37 @@ def test_artifact_without_hashes_is_rebuilt_once(tmp_path):
                          "hashes were recorded, so it cannot be verified: building it again")
 
 
+@pytest.mark.parametrize("damage, problem", [
+    (lambda record: [record], "has a damaged artifact.json"),
+    (lambda record: {**record, "integrity": "sha256"}, "has a damaged artifact.json"),
+    (lambda record: {**record, "integrity": {**record["integrity"], "files": ["model.onnx_data"]}},
+     "has a damaged artifact.json (its record of the files)"),
+    (lambda record: {**record, "integrity": {**record["integrity"], "files": {
+        "model.onnx_data": {"sha256": "0" * 64}}}},
+     "has a damaged artifact.json (its record of the files)"),
+])
+def test_a_damaged_build_record_is_one_line_and_a_rebuild(tmp_path, damage, problem):
+    logged, calls = [], []
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), calls)
+    (folder / MARKER).write_text(json.dumps(damage(json.loads((folder / MARKER).read_text()))))
+    cache = ArtifactCache(tmp_path, log=logged.append)
+    assert build_counting(cache, calls) == folder and len(calls) == 2
+    assert logged[0] == f"! onnx-int8 (artifact {folder.name}) {problem}: building it again"
+    assert cache.rebuilt == ["onnx-int8"]
+
+
+@pytest.mark.parametrize("stamps", ["[]", '{"model.onnx_data": []}',
+                                    '{"model.onnx_data": {"stamp": 5, "taken_ns": "soon"}}'])
+def test_damaged_stamps_only_cost_a_hash(tmp_path, stamps):
+    """The stamps say which files need no hash; stamps of another shape are not trusted."""
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), [])
+    files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
+    (folder / integrity.STAMPS).write_text(stamps)
+    later = time.time_ns() + 10**10
+    assert integrity.check(folder, files, clock=lambda: later) == ("", 16386)
+    assert integrity.check(folder, files, clock=lambda: later + 1) == ("", 0)  # stamped again
+
+
 class FakeEngine:
     loaded_files = ()
 
@@ -300,3 +331,23 @@ def test_prune_removes_only_what_no_run_wanted_lately(tmp_path, capsys):
     assert not old.exists() and kept.is_dir()
     assert not (tmp_path / ".used" / old.name).exists()
     assert cache.get_or_build("onnx-int8", {"model": "m"}, write_weights) == kept  # still whole
+
+
+def test_prune_keeps_what_a_run_used_after_it_was_listed(tmp_path):
+    """A run may reuse an artifact between the listing and the removal: under the build lock
+    the last use is read again; and one that another prune removed meanwhile is passed over."""
+    import os
+    import time
+
+    from perf_tests.harness import prune
+
+    cache = ArtifactCache(tmp_path, log=lambda line: None)
+    old = cache.get_or_build("onnx-int8", {"model": "old"}, write_weights)
+    month_ago = time.time() - 30 * prune.DAY
+    os.utime(tmp_path / ".used" / old.name, (month_ago, month_ago))
+    [listed] = prune.stale(tmp_path, 14)
+    cache.get_or_build("onnx-int8", {"model": "old"}, write_weights)  # a run wants it now
+    assert prune.remove(tmp_path, listed, 14) is False and old.is_dir()
+    os.utime(tmp_path / ".used" / old.name, (month_ago, month_ago))
+    assert prune.remove(tmp_path, listed, 14) is True and not old.exists()
+    assert prune.remove(tmp_path, listed, 14) is False  # already gone

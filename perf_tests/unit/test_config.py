@@ -167,6 +167,21 @@ def test_baseline_run_must_be_in_the_history(tmp_path):
         build_config(options(tmp_path, baseline="3"), ARM)
 
 
+def test_a_run_number_two_python_versions_reached_is_not_guessed(tmp_path):
+    """pytest-benchmark numbers each Python's folder from 1, so after an upgrade a number can
+    name two runs: the line says which, and asks for the file."""
+    results = tmp_path / "results"
+    older = history_file(results, "x86_64", 1)
+    newer = older.parent.with_name("Linux-CPython-3.12-64bit")
+    newer.mkdir()
+    (newer / "0001_abc_20261206_000000.json").write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(ConfigError, match=r"--perf-baseline 1: 2 runs in .*x86_64 carry that "
+                       r"number \(Linux-CPython-3.11-64bit/0001_abc_20261125_000000.json, "
+                       r"Linux-CPython-3.12-64bit/0001_abc_20261206_000000.json\): pass the "
+                       r"history file's path instead"):
+        build_config(options(tmp_path, baseline="1"), AVX2)
+
+
 def test_pinned_baseline_file_must_be_a_history_file(tmp_path):
     good = history_file(tmp_path / "elsewhere", "x86_64", 1)
     assert build_config(options(tmp_path, baseline=str(good)), AVX2).baseline_run == str(good)
@@ -176,6 +191,9 @@ def test_pinned_baseline_file_must_be_a_history_file(tmp_path):
         build_config(options(tmp_path, baseline=str(bad)), AVX2)
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable pytest-benchmark history file"):
+        build_config(options(tmp_path, baseline=str(bad)), AVX2)
+    bad.write_text(json.dumps({"benchmarks": [], "perf_gate": []}))  # what the gate reads, checked
+    with pytest.raises(ConfigError, match=r"history file \(perf_gate is not an object\)"):
         build_config(options(tmp_path, baseline=str(bad)), AVX2)
 
 

@@ -254,3 +254,33 @@ def test_wanted(gate):
     result = run("-s", "-k", "wanted or (bleu_ratio and onnx-int8-vs-pytorch) or helper")
     assert ("WANTED [('onnx-int8', 'quality'), ('pytorch-fp32', 'quality')]"
             in result.stdout.str()), result.stdout.str()
+
+
+def test_the_run_is_saved_and_finished_under_the_historys_lock(tmp_path):
+    """pytest-benchmark's save takes the next free run number without a lock; the gate holds
+    one around it (and the finishing that reads the history back), so two runs finishing at
+    once cannot take one number and overwrite each other's file."""
+    import fcntl
+    from types import SimpleNamespace
+
+    from perf_tests.harness import plugin
+
+    gate = SimpleNamespace(used=True, config=SimpleNamespace(results_dir=tmp_path, arch="x86_64"))
+    session = SimpleNamespace(config=SimpleNamespace(stash={plugin.GATE_KEY: gate}), exitstatus=0)
+    lock = tmp_path / "history" / "x86_64" / ".save.lock"
+
+    def held() -> bool:
+        with open(lock) as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return False
+
+    hook = plugin.pytest_sessionfinish(session, 0)
+    next(hook)  # here pytest-benchmark saves the run, and the gate finishes it
+    assert held()
+    with pytest.raises(StopIteration):
+        hook.send(None)
+    assert not held()

@@ -3,11 +3,12 @@
 import json
 import math
 import random
+import warnings
 from types import SimpleNamespace
 
 import pytest
 
-from perf_tests.harness import history, regression, report, reporting
+from perf_tests.harness import history, plots, regression, report, reporting
 from perf_tests.harness.store import LatencyResult
 
 pytestmark = pytest.mark.unit
@@ -178,6 +179,22 @@ def test_figures_measured_another_way_are_not_compared():
     assert [c.kind for c in found] == ["size on disk"]
 
 
+def test_a_figure_an_earlier_run_lacks_is_not_compared(tmp_path):
+    """A summary written before a figure existed (or with it lost) compares what both runs
+    have, and the trends plot draws what each run has."""
+    earlier = summary_with(96.0, 100.0)
+    del earlier["variants"]["onnx-int8"]["memory"]["peak_above_baseline_mb"]
+    found = regression.compare_summaries(summary_with(95.9, 130.0), earlier, "#2")
+    assert [c.kind for c in found] == ["size on disk", "BLEU", "chrF"]
+    runs = []
+    for number, summary in enumerate((earlier, summary_with(95.9, 130.0)), start=1):
+        path = write_run(tmp_path, number, f"r{number}", f"2026-11-24T1{number}:00:00")
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    "perf_gate": {"run_id": f"r{number}", **summary}}))
+        runs.append(history.read_run(path, number))
+    assert plots.trends(runs, tmp_path / "trends.png").stat().st_size > 10_000
+
+
 def write_run(folder, number, run_id, datetime="2026-11-24T10:00:00"):
     path = folder / "Linux-CPython-3.11-64bit" / f"{number:04d}_abc_{datetime}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,10 +221,76 @@ def test_a_damaged_latency_entry_is_skipped_with_the_file_named(tmp_path):
     data = json.loads(path.read_text())
     data["benchmarks"][0]["stats"]["data"] = [0.1, "fast", -1]
     path.write_text(json.dumps(data))
-    [run] = history.load_runs(tmp_path)
     with pytest.warns(history.HistoryWarning, match=f"damaged latency entry .* in history file {path}"):
-        assert run.latency() == {}
+        [run] = history.load_runs(tmp_path)
+    assert read_quietly(run) == {}
     assert json.loads(path.read_text()) == data  # never rewritten
+
+
+def read_quietly(run):
+    """The run's latency entries, read the way the plots and the second measurement read them
+    after the history was loaded: a warning there would be an error (pytest's filterwarnings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return run.latency()
+
+
+GOOD_SUMMARY = {"run_id": "b", "libraries": {"torch": "2.13.0"}, "models": {"perf": {}},
+                "variants": {"onnx-int8": {"disk_mb": 94.3, "memory": {
+                    "shape": "b8-s64", "peak_above_baseline_mb": 140.0},
+                    "quality": {"bleu": 95.2, "chrf": 98.1}}}}
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: [d], "not a JSON object"),
+    (lambda d: {**d, "benchmarks": {}}, "no list of benchmarks"),
+    (lambda d: {**d, "datetime": None}, "its datetime is not text"),
+    (lambda d: {**d, "commit_info": ["abc"]}, "its commit_info is not an object"),
+    (lambda d: {**d, "perf_gate": []}, "perf_gate is not an object"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "run_id": 7}}, "perf_gate.run_id is not text"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "models": {"perf": "t5"}}},
+     "perf_gate.models holds an entry that is not an object"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": []}}},
+     "perf_gate.variants.onnx-int8 is not an object"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {"memory": 140}}}},
+     "perf_gate.variants.onnx-int8.memory is not an object"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {
+        "memory": {"peak_above_baseline_mb": "140 MB"}}}}},
+     "perf_gate.variants.onnx-int8.memory.peak_above_baseline_mb is not a number"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {
+        "quality": {"bleu": True}}}}}, "perf_gate.variants.onnx-int8.quality.bleu is not a number"),
+])
+def test_a_history_file_of_the_wrong_shape_is_skipped_with_its_name_and_why(tmp_path, change,
+                                                                           problem):
+    """Any file whose parts the gate reads have other types than it writes is skipped whole,
+    named, with what is wrong, and never rewritten; the other runs are read."""
+    write_run(tmp_path, 1, "a")
+    path = write_run(tmp_path, 2, "b")
+    text = json.dumps(change({**json.loads(path.read_text()), "perf_gate": GOOD_SUMMARY}))
+    path.write_text(text)
+    with pytest.warns(history.HistoryWarning) as caught:
+        runs = history.load_runs(tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"skipping unreadable history file {path}: {problem}"]
+    assert [run.number for run in runs] == [1]
+    assert path.read_text() == text
+
+
+@pytest.mark.parametrize("bench", [
+    "onnx-int8 b1-s16",
+    {"extra_info": {"variant": "onnx-int8", "shape": "b1-s16"}, "stats": []},
+    {"extra_info": [], "stats": {"data": [0.1]}},
+    {"extra_info": {"variant": ["onnx-int8"], "shape": "b1-s16"}, "stats": {"data": [0.1]}},
+])
+def test_a_damaged_benchmark_entry_is_dropped_and_the_rest_of_its_run_kept(tmp_path, bench):
+    path = write_run(tmp_path, 1, "a")
+    data = json.loads(path.read_text())
+    data["benchmarks"].append(bench)
+    path.write_text(json.dumps(data))
+    with pytest.warns(history.HistoryWarning, match=f"skipping a .* in history file {path}"):
+        [run] = history.load_runs(tmp_path)
+    assert list(read_quietly(run)) == [("onnx-int8", "b1-s16")]
+    assert json.loads(path.read_text()) == data
 
 
 def test_baseline_pool_selection(tmp_path):
@@ -322,6 +405,6 @@ def test_a_damaged_second_measurement_skips_the_entry_with_the_file_named(tmp_pa
     data = json.loads(path.read_text())
     data["benchmarks"][0]["extra_info"]["measured_again"] = {"data": ["slow"]}
     path.write_text(json.dumps(data))
-    [run] = history.load_runs(tmp_path)
     with pytest.warns(history.HistoryWarning, match=f"damaged latency entry .* in history file {path}"):
-        assert run.latency() == {}
+        [run] = history.load_runs(tmp_path)
+    assert read_quietly(run) == {}
