@@ -16,7 +16,7 @@ from pathlib import Path
 
 from perf_tests.harness import declared, history
 from perf_tests.harness.cpu import PRESETS, CpuInfo
-from perf_tests.harness.parsing import ConfigError, Range, number, unique, writable_dir
+from perf_tests.harness.parsing import ConfigError, Range, number, path_of, unique, writable_dir
 
 __all__ = ["ConfigError"]  # re-exported: judge and the plugin catch it from here
 
@@ -180,10 +180,26 @@ class GateConfig:
         ]
 
 
+def _test_set(name: str | None) -> str:
+    """A sacrebleu test set by name (checked only when given: the default needs no import)."""
+    if not name:
+        return "wmt14"
+    from sacrebleu.dataset import DATASETS
+
+    if name not in DATASETS:
+        wmt = sorted((n for n in DATASETS if n.startswith("wmt") and "/" not in n), reverse=True)
+        raise ConfigError(f"--perf-test-set {name!r}: sacrebleu has no such test set; choose "
+                          f"one it lists (sacrebleu --list), e.g. {', '.join(wmt[:6])}")
+    return name
+
+
 def _parse_variants(text: str | None, specs: dict) -> tuple[str, ...]:
     if not text:
         return tuple(name for name, spec in specs.items() if spec.default)
     names = unique("--perf-variants", (v.strip() for v in text.split(",") if v.strip()))
+    if not names:
+        raise ConfigError(f"--perf-variants {text!r} names no variant: pass names from "
+                          f"{', '.join(specs)}, separated by commas")
     unknown = [v for v in names if v not in specs]
     if unknown:
         raise ConfigError(f"unknown variant {unknown[0]!r}: choose from {', '.join(specs)} "
@@ -218,7 +234,7 @@ def _parse_baseline(text: str | None, results_dir: Path, arch: str) -> str:
     if choice == "latest":
         return choice
     folder = history.storage_folder(results_dir, arch)
-    if choice.isdigit():
+    if choice.isascii() and choice.isdigit():  # not "²", which isdigit() takes
         numbers = history.run_numbers(folder)
         if int(choice) not in numbers:
             held = (f"it holds runs {numbers[0]}-{numbers[-1]}" if numbers
@@ -231,7 +247,7 @@ def _parse_baseline(text: str | None, results_dir: Path, arch: str) -> str:
                               f"that number ({', '.join(str(f.relative_to(folder)) for f in files)})"
                               ": pass the history file's path instead")
         return choice
-    path = Path(choice).expanduser()
+    path = path_of(choice, "--perf-baseline")
     if not path.is_file():
         raise ConfigError(f"--perf-baseline {choice!r}: expected latest, a run number or an "
                           "existing history file")
@@ -307,14 +323,19 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
     """Validate raw option values (None where not given) into a GateConfig."""
     measuring = _measuring(options, cpu)
     preset, skip_reason = _resolve_preset(options.get("preset"), options.get("arch"), cpu)
-    limits_file = Path(options.get("limits") or ROOT / "perf_tests" / "limits.toml").expanduser()
+    limits_file = path_of(options.get("limits") or ROOT / "perf_tests" / "limits.toml",
+                          "limits file")
     if not limits_file.is_file():
-        raise ConfigError(f"limits file {limits_file} does not exist: pass --perf-limits FILE")
+        missing = "is a folder" if limits_file.is_dir() else "does not exist"
+        raise ConfigError(f"limits file {limits_file} {missing}: pass --perf-limits FILE")
     model = options.get("model")
-    variants_file = Path(options.get("variants_file") or VARIANTS_FILE).expanduser().resolve()
+    variants_file = path_of(options.get("variants_file") or VARIANTS_FILE, "variants file")
     specs = declared.read(variants_file, BASELINE)
     plant = Plant.parse(options["plant"], tuple(specs)) if options.get("plant") else None
     variants = _parse_variants(options.get("variants"), specs)
+    if plant and plant.variant != ALL_VARIANTS and plant.variant not in variants:
+        raise ConfigError(f"--perf-plant {options['plant']}: {plant.variant} is not measured in "
+                          f"this run (variants {', '.join(variants)}): add it to --perf-variants")
     results_dir = writable_dir(Path(options.get("results_dir") or ROOT / "results"),
                                "results folder")
     return GateConfig(
@@ -323,7 +344,7 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
         variants=variants, preset=preset, preset_skip_reason=skip_reason, cpu=cpu,
         cache_dir=writable_dir(Path(options.get("cache_dir") or ROOT / ".perf-cache"),
                                "cache folder"),
-        results_dir=results_dir, limits_file=limits_file.resolve(),
-        test_set=options.get("test_set") or "wmt14", plant=plant,
+        results_dir=results_dir, limits_file=limits_file,
+        test_set=_test_set(options.get("test_set")), plant=plant,
         declared=specs, variants_file=variants_file,
         **measuring, **_regression(options, results_dir, cpu.machine))

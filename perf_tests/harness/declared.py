@@ -70,7 +70,11 @@ def _options(given, allowed: dict, where: str, what: str) -> dict:
 def _folder(text, base: Path, engine: ModuleType, where: str) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{where}.folder: expected a path to a folder")
-    folder = (base / Path(text).expanduser()).resolve()
+    try:
+        folder = (base / Path(text).expanduser()).resolve()
+        folder.is_dir()  # a name the system cannot take (a NUL, too long, a loop) shows here
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ConfigError(f"{where}.folder: {text!r} is not a usable path ({error})") from None
     if not folder.is_dir():
         raise ConfigError(f"{where}.folder: {folder} does not exist or is not a folder")
     problem = engine.holds_model(folder)
@@ -91,7 +95,7 @@ def _variant(name: str, table, base: Path, file_name: str) -> VariantSpec:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; a variant takes "
                           f"{', '.join(KEYS)}")
     engine_name = table.get("engine")
-    if engine_name not in ENGINES:
+    if not isinstance(engine_name, str) or engine_name not in ENGINES:
         raise ConfigError(f"{where}.engine: unknown engine {engine_name!r}: choose from "
                           f"{', '.join(sorted(ENGINES))}")
     engine = ENGINES[engine_name]
@@ -112,7 +116,10 @@ def read(path: Path, baseline: str) -> dict[str, VariantSpec]:
     """Every variant the file declares, in its order; the baseline must be one of them."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"variants file {path} is not UTF-8 text (byte {error.start}): save "
+                          "it as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"variants file {path} is not valid TOML ({error})") from None
     except OSError as error:

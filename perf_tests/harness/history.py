@@ -193,7 +193,7 @@ def select_pool(runs: list[Run], choice: str, current_run_id: str, size: int) ->
     earlier = [run for run in runs if run.run_id != current_run_id]
     if choice == "latest":
         return earlier[-size:]
-    if choice.isdigit():
+    if choice.isascii() and choice.isdigit():
         return [run for run in earlier if run.number == int(choice)][-1:]
     path = Path(choice)
     match = [run for run in earlier if run.path.resolve() == path.resolve()]

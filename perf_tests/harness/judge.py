@@ -21,6 +21,7 @@ and exact match the quality model. Each limit remembers its section, and a verdi
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 from perf_tests.harness import declared
 from perf_tests.harness.config import BASELINE, VARIANTS_FILE, ConfigError, Shape
 from perf_tests.harness.cpu import PRESETS
+from perf_tests.harness.parsing import unique
 
 # metric -> (what the ratio is called in a message, unit of the raw numbers)
 METRICS = {
@@ -101,20 +103,26 @@ def _parse_limit(metric: str, pair: str, table, where: str, section: str,
     if len(bounds) != 1 or unknown:
         raise ConfigError(f"{where}: needs exactly one of max or min (and optional shapes, "
                           f"only_at), found {', '.join(sorted(table)) or 'nothing'}")
-    value = table[bounds[0]]
+    value = _positive(table[bounds[0]], f"{where}.{bounds[0]}")
     shapes = table.get("shapes", {})
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}.{bounds[0]}: {value!r} is not a positive number")
     if not isinstance(shapes, dict):
         raise ConfigError(f"{where}.shapes: expected a table of shape = limit")
-    for shape, shape_value in shapes.items():
-        Shape.parse(shape, f"{where}.shapes")
-        if not isinstance(shape_value, (int, float)) or shape_value <= 0:
-            raise ConfigError(f"{where}.shapes.{shape}: {shape_value!r} is not a positive number")
+    # each shape by its id (b08-s64 is b8-s64), so that the limit is found where it is judged
+    per_shape = unique(f"{where}.shapes", ((Shape.parse(shape, f"{where}.shapes").id,
+                                            _positive(limit, f"{where}.shapes.{shape}"))
+                                           for shape, limit in shapes.items()),
+                       key=lambda item: item[0])
     candidate, baseline = _split_pair(pair, where, variants)
-    return Limit(metric, candidate, baseline, bounds[0], float(value),
-                 tuple((s, float(v)) for s, v in shapes.items()), section,
+    return Limit(metric, candidate, baseline, bounds[0], value, per_shape, section,
                  _only_at(metric, table.get("only_at"), where))
+
+
+def _positive(value, where: str) -> float:
+    """A limit: a finite number above 0 (not true or false, which TOML keeps apart)."""
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{where}: {value!r} is not a positive number")
+    return float(value)
 
 
 def _only_at(metric: str, shapes, where: str) -> tuple[str, ...]:
@@ -160,8 +168,15 @@ def _size_class(sizes, parameters: int, where: str) -> str | None:
 
 
 def _check_sections(data: dict, file_name: str, variants: tuple[str, ...]) -> None:
-    """Parse every size and model section, not only those that apply to this run's models, so a
-    typo is found on any machine and with any model."""
+    """Parse every preset, size and model section, not only those that apply to this machine
+    and this run's models, so a typo is found on any machine and with any model."""
+    for key, section in data.items():
+        if key in SECTION_KINDS:
+            continue
+        if key != "default" and key not in PRESETS:
+            raise ConfigError(f"{file_name}: [{key}]: expected default, a preset "
+                              f"({', '.join(PRESETS)}), {' or '.join(SECTION_KINDS)}")
+        _parse_section(section, file_name, key, variants)
     for kind in SECTION_KINDS:
         tables = data.get(kind, {})
         if not isinstance(tables, dict):
@@ -210,7 +225,10 @@ class Limits:
         if variants is None:
             variants = tuple(declared.read(VARIANTS_FILE, BASELINE))
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"limits file {path} is not UTF-8 text (byte {error.start}): save "
+                              "it as UTF-8") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"limits file {path} is not valid TOML ({error})") from None
         except OSError as error:

@@ -58,7 +58,7 @@ def _seq2seq_config(folder: Path, shown_name: str):
                          "Hugging Face model; pass a folder written by save_pretrained()")
     try:
         config = AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise ModelError(f"model {shown_name}: config.json in {folder} cannot be read "
                          f"({first_line})") from None
@@ -108,14 +108,22 @@ def count_parameters(folder: Path) -> int:
 def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                       fingerprint: str | None = None) -> ModelSpec:
     config = _embedded_config(folder) if kind == "embedded" else _seq2seq_config(folder, name)
-    prefix, beams = _generation_settings(config, folder, *pair)
-    max_new_tokens = 64 if kind == "embedded" else 256
-    positions = getattr(config, "max_position_embeddings", None)  # BART and Marian have a limit
-    if positions:
-        max_new_tokens = min(max_new_tokens, positions - 2)
+    try:
+        prefix, beams = _generation_settings(config, folder, *pair)
+        max_new_tokens = 64 if kind == "embedded" else 256
+        positions = getattr(config, "max_position_embeddings", None)  # BART, Marian: a limit
+        if positions:
+            max_new_tokens = min(max_new_tokens, int(positions) - 2)
+        parameters = count_parameters(folder)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        # a setting of another type than transformers writes (num_beams = "four"), a damaged
+        # generation_config.json or safetensors header
+        raise ModelError(f"model {name}: a setting in {folder} cannot be read ({type(error).__name__}"
+                         f": {error}): check its config.json, generation_config.json and "
+                         "*.safetensors") from None
     return ModelSpec(name, kind, folder, fingerprint or hash_files(folder, WEIGHT_PATTERNS),
                      config.model_type, prefix, pair[0], pair[1], beams, max_new_tokens,
-                     count_parameters(folder))
+                     parameters)
 
 
 def _hub_folder(model_id: str) -> Path:
@@ -157,8 +165,14 @@ def resolve(name: str, pair: tuple[str, str] = ("en", "fr")) -> ModelSpec:
                                    "torch": library_versions(("torch",))})
         return ModelSpec(name, "embedded", None, fingerprint, "t5", scale.PREFIX, *pair,
                          quality_beams=4, quality_max_new_tokens=64, parameters=scale.PARAMETERS)
-    path = Path(name).expanduser()
-    if path.is_dir():
+    try:
+        path = Path(name).expanduser()
+        is_folder = path.is_dir()
+    except (OSError, RuntimeError, ValueError) as error:  # an unknown ~user, a loop, too long
+        reason = (getattr(error, "strerror", None) or str(error)).rstrip(".")
+        raise ModelError(f"model {name}: {reason}; pass an existing folder, a hub id or an "
+                         f"embedded model ({', '.join(EMBEDDED)})") from None
+    if is_folder:
         return _spec_from_folder(name, "folder", path.resolve(), pair)
     if name.startswith((".", "/", "~")) or os.sep in name and path.parent.is_dir():
         raise ModelError(f"model {name}: no such folder; pass an existing folder, a hub id or an "

@@ -62,6 +62,19 @@ def number(option: str, text, kind: type = int, *, default=None, bounds: Range =
     return value
 
 
+def argument(kind: type, bounds: Range):
+    """An argparse ``type`` for the command-line tools: the same checks as the gate's options,
+    argparse's one-line usage error (exit 2) where they fail."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            return number("", text, kind, bounds=bounds)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error).strip()) from None
+    return parse
+
+
 def unique(option: str, items, key=lambda item: item) -> tuple:
     """``items`` as a tuple, refusing one given twice (a repeated shape or variant would be
     measured twice under one test id and overwrite its own history entry)."""
@@ -74,6 +87,18 @@ def unique(option: str, items, key=lambda item: item) -> tuple:
     return tuple(seen.values())
 
 
+def path_of(text, what: str) -> Path:
+    """``text`` as an absolute path, ``~`` expanded; one line where this system cannot take it
+    (an unknown ``~user``, a symlink loop, a name too long), not a traceback from a later check."""
+    try:
+        path = Path(text).expanduser().resolve()
+        path.exists()  # a name too long raises here, where a later is_file() would
+    except (OSError, RuntimeError, ValueError) as error:
+        reason = (getattr(error, "strerror", None) or str(error) or type(error).__name__).rstrip(".")
+        raise ConfigError(f"{what} {text}: {reason}; pass a path this system can open") from None
+    return path
+
+
 def writable_dir(path: Path, what: str) -> Path:
     """The folder, checked writable by creating and removing a probe file in it, or in its first
     existing ancestor when it is still to be made; nothing is left behind.
@@ -81,7 +106,7 @@ def writable_dir(path: Path, what: str) -> Path:
     Permission bits do not tell: root passes every ``os.access`` check yet cannot write to a
     read-only mount, and ACLs or quotas refuse what the bits allow.
     """
-    path = path.expanduser().resolve()
+    path = path_of(path, what)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} is a file, not a folder: pass a writable folder")
     existing = next(p for p in (path, *path.parents) if p.exists())

@@ -21,6 +21,7 @@ from filelock import FileLock
 
 from perf_tests.harness.cache import MARKER, USED
 from perf_tests.harness.config import ROOT
+from perf_tests.harness.parsing import Range, argument
 
 DAY = 24 * 3600
 
@@ -62,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
         "PERF_CACHE_DIR") or ROOT / ".perf-cache"))
-    parser.add_argument("--unused-days", type=float, default=14.0)
+    parser.add_argument("--unused-days", type=argument(float, Range(0)), default=14.0)
     parser.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     args = parser.parse_args(argv)
-    if args.unused_days < 0:
-        parser.error("--unused-days must be 0 or more")
+    if not args.cache_dir.exists():  # said, so that a mistyped folder is not taken for a clean one
+        print(f"no cache folder at {args.cache_dir}: nothing to prune")
+        return 0
+    if not args.cache_dir.is_dir():
+        parser.error(f"--cache-dir {args.cache_dir} is not a folder: pass the cache folder "
+                     "(.perf-cache/, or what --perf-cache-dir named)")
     count, total = 0, 0.0
     for folder in stale(args.cache_dir, args.unused_days):
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from perf_tests.harness import history
 from perf_tests.harness.child_run import run_pytest
 from perf_tests.harness.config import ROOT
+from perf_tests.harness.parsing import Range, argument
 
 DATA = ROOT / "perf_tests" / "unit" / "data" / "histories"
 KEPT_INFO = ("variant", "shape", "threads", "new_tokens", "arch", "preset", "model", "artifact",
@@ -98,9 +99,10 @@ def record(runs: int, results: Path, pytest_args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m perf_tests.harness.record",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True, help="folder name under the test data")
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=argument(int, Range(1, 1000)), default=20)
     parser.add_argument("--contention", type=float, default=0.0,
                         help="fraction of the time a neighbour streams memory (default: none)")
     parser.add_argument("--results", type=Path, help="keep the runs' results folder here (runs "
@@ -130,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
             if args.contention:
                 neighbour.join()
-        storage = next((results / "history").iterdir())
-        print(write_trimmed(storage, args.label))
+        saved = sorted((results / "history").glob("*")) if (results / "history").is_dir() else []
+        if not saved:
+            print(f"record: the runs saved no history in {results}: see their lines above",
+                  file=sys.stderr)
+            return 1
+        print(write_trimmed(saved[0], args.label))
     return 0
 
 

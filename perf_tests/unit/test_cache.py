@@ -333,6 +333,20 @@ def test_prune_removes_only_what_no_run_wanted_lately(tmp_path, capsys):
     assert cache.get_or_build("onnx-int8", {"model": "m"}, write_weights) == kept  # still whole
 
 
+def test_prune_says_when_there_is_no_cache_and_refuses_a_file(tmp_path, capsys):
+    from perf_tests.harness import prune
+
+    assert prune.main(["--cache-dir", str(tmp_path / "mistyped")]) == 0
+    assert capsys.readouterr().out == f"no cache folder at {tmp_path / 'mistyped'}: nothing to prune\n"
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        prune.main(["--cache-dir", str(tmp_path / "notes.txt")])
+    assert stop.value.code == 2 and "is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        prune.main(["--cache-dir", str(tmp_path), "--unused-days", "nan"])
+    assert "'nan' is not a finite number" in capsys.readouterr().err
+
+
 def test_prune_keeps_what_a_run_used_after_it_was_listed(tmp_path):
     """A run may reuse an artifact between the listing and the removal: under the build lock
     the last use is read again; and one that another prune removed meanwhile is passed over."""

@@ -109,6 +109,18 @@ def test_preset_the_cpu_cannot_run_is_skipped_not_fatal(tmp_path):
     ({"plant": "onnx-int8:noise="}, "noise needs an amount"),
     ({"baseline": "9999"}, "--perf-baseline 9999: no such run in .* \\(it holds no run yet\\)"),
     ({"baseline": "/nonexistent.json"}, "expected latest, a run number or an existing history"),
+    ({"baseline": "²"}, "--perf-baseline '²': expected latest, a run number or an existing"),
+    ({"variants": ","}, "--perf-variants ',' names no variant: pass names from pytorch-fp32, "),
+    ({"variants": "onnx-fp32", "plant": "onnx-int8:slowdown=0.25"},
+     "--perf-plant onnx-int8:slowdown=0.25: onnx-int8 is not measured in this run \\(variants "
+     "pytorch-fp32, onnx-fp32\\): add it to --perf-variants"),
+    ({"test_set": "wmt41"}, "--perf-test-set 'wmt41': sacrebleu has no such test set; choose one "
+                            "it lists \\(sacrebleu --list\\), e.g. wmt24"),
+    ({"limits": "/"}, "limits file / is a folder: pass --perf-limits FILE"),
+    ({"limits": "~no-such-user-here/limits.toml"},
+     "limits file ~no-such-user-here/limits.toml: Could not determine home directory; pass a "
+     "path this system can open"),
+    ({"cache_dir": "/tmp/" + "a" * 300}, "cache folder /tmp/a+: File name too long; pass a path"),
 ])
 def test_bad_options_raise_one_line(tmp_path, given, message):
     with pytest.raises(ConfigError, match=message) as error:
@@ -180,6 +192,14 @@ def test_a_run_number_two_python_versions_reached_is_not_guessed(tmp_path):
                        r"Linux-CPython-3.12-64bit/0001_abc_20261206_000000.json\): pass the "
                        r"history file's path instead"):
         build_config(options(tmp_path, baseline="1"), AVX2)
+
+
+def test_a_symlink_loop_is_one_line(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"variants file .*a: Symlink loop from .*; pass a path "
+                                          "this system can open"):
+        build_config(options(tmp_path, variants_file=str(tmp_path / "a")), AVX2)
 
 
 def test_pinned_baseline_file_must_be_a_history_file(tmp_path):

@@ -77,11 +77,21 @@ def test_a_teams_recipe_and_folder(tmp_path):
     ('[all]\nengine = "pytorch"\n', r"a variant name is lowercase words"),
     ('[x]\nengine = "pytorch"\n[x.y]\n', r"\[x\].y: unknown key"),
     ("[x\n", r"is not valid TOML"),
+    ('[x]\nengine = ["onnxruntime"]\n', r"\[x\].engine: unknown engine \['onnxruntime'\]"),
+    ('[x]\nengine = "onnxruntime"\nfolder = "a\\u0000b"\n',
+     r"\[x\].folder: 'a\\x00b' is not a usable path \(embedded null byte\)"),
 ])
 def test_bad_declaration_is_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as error:
         read(tmp_path, text)
     assert "\n" not in str(error.value)
+
+
+def test_a_variants_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "variants.toml"
+    path.write_bytes('# variantes déclarées\n[pytorch-fp32]\nengine = "pytorch"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"variants file {path} is not UTF-8 text \\(byte 13\\)"):
+        declared.read(path, BASELINE)
 
 
 def test_the_baseline_must_be_declared(tmp_path):

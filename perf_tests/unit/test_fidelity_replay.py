@@ -269,6 +269,33 @@ def test_a_short_or_missing_history_is_one_line(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
 
 
+@pytest.mark.parametrize("argument, message", [
+    ("--min-factor=0", "argument --min-factor: 0 is out of range: pass a number above 1"),
+    ("--false-alarm-rate=1", "argument --false-alarm-rate: 1 is out of range: pass a number "
+                             "above 0 and below 0.5"),
+    ("--slowdown=nan", "argument --slowdown: 'nan' is not a finite number"),
+    ("--drift=-0.1", "argument --drift: -0.1 is out of range"),
+])
+def test_a_setting_out_of_the_gates_range_is_one_usage_line(argument, message, capsys):
+    """The replay takes the gate's own ranges: a rate of 1 would judge nothing and print rates
+    that look like results."""
+    with pytest.raises(SystemExit) as stop:
+        replay.main([str(HISTORIES / "amd-epyc-zen4"), argument])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and message in last
+    assert last.startswith("python -m perf_tests.harness.replay: error: ")
+
+
+def test_the_recorder_wants_one_run_at_least(capsys):
+    from perf_tests.harness import record
+
+    with pytest.raises(SystemExit) as stop:
+        record.main(["--label", "zz", "--runs", "0"])
+    assert stop.value.code == 2
+    assert "argument --runs: 0 is out of range: pass a whole number at least 1" in (
+        capsys.readouterr().err)
+
+
 TWICE = HISTORIES / "intel-emerald-rapids-twice"  # every test measured twice in each run
 
 

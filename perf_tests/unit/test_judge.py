@@ -136,6 +136,10 @@ def test_model_section_by_name_folder_name_or_fingerprint(tmp_path):
      "max = 0.5", "sizes.small.sse: expected default or a preset"),
     ('[models."x".default.latency.onnx-int8-vs-pytorch-fp32]\nmax = -1',
      'models."x".default.latency.onnx-int8-vs-pytorch-fp32.max: -1 is not a positive number'),
+    # another machine's table, checked on this avx2 one too
+    ("[avx512.latency.onnx-int8-vs-pytorch-fpp32]\nmax = 0.5",
+     "avx512.latency.onnx-int8-vs-pytorch-fpp32: 'onnx-int8-vs-pytorch-fpp32' is not"),
+    ("[avx3.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5", "[avx3]: expected default, a preset"),
 ])
 def test_malformed_sections_raise_one_line_whatever_the_model(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
@@ -150,6 +154,12 @@ def test_malformed_sections_raise_one_line_whatever_the_model(tmp_path, text, me
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nlimit = 0.5", "needs exactly one of max or min"),
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nmin = 0.1", "exactly one of"),
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 'fast'", "is not a positive number"),
+    ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = nan", "max: nan is not a positive number"),
+    ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = inf", "max: inf is not a positive number"),
+    ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nshapes = { b8-s64 = true }",
+     "shapes.b8-s64: True is not a positive number"),
+    ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nshapes = { b8-s64 = 0.4, b08-s64 = 0.6 }",
+     "shapes lists b8-s64 twice"),
     ("[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\nshapes = { b1 = 0.4 }",
      "is not of the form"),
     ("[avx2]\n", "defines no limit"),
@@ -165,6 +175,20 @@ def test_malformed_or_incomplete_limits_raise_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
         Limits.load(write(tmp_path, text), "avx2")
     assert "\n" not in str(error.value).strip()
+
+
+def test_a_shape_is_found_however_it_is_written(tmp_path):
+    path = write(tmp_path, "[avx2.latency.onnx-int8-vs-pytorch-fp32]\nmax = 0.5\n"
+                           "shapes = { b08-s064 = 0.25 }")
+    assert Limits.load(path, "avx2").find("latency", "onnx-int8",
+                                          "pytorch-fp32").value_for("b8-s64") == 0.25
+
+
+def test_a_limits_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_bytes("# limites révisées\n".encode("latin-1") + GOOD.encode())
+    with pytest.raises(ConfigError, match=f"limits file {path} is not UTF-8 text \\(byte 11\\)"):
+        Limits.load(path, "avx2")
 
 
 def test_the_shipped_limits_file_is_valid():

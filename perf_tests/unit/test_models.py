@@ -73,6 +73,43 @@ def test_folder_without_config(tmp_path):
         models.resolve(str(tmp_path))
 
 
+def safetensors_header(header: dict) -> bytes:
+    body = json.dumps(header).encode()
+    return len(body).to_bytes(8, "little") + body
+
+
+@pytest.mark.parametrize("files, problem", [
+    ({"config.json": "[]"}, r"config.json in .* cannot be read \(list indices must be integers"),
+    ({"config.json": json.dumps({"model_type": "t5", "task_specific_params": [1]})},
+     r"a setting in .* cannot be read \(AttributeError: 'list' object has no attribute 'get'\)"),
+    ({"generation_config.json": "{"}, r"a setting in .* cannot be read \(JSONDecodeError: "),
+    ({"generation_config.json": json.dumps({"num_beams": "four"})},
+     r"a setting in .* cannot be read \(ValueError: invalid literal for int\(\) .* 'four'\)"),
+    ({"config.json": json.dumps({"model_type": "bart", "max_position_embeddings": "x"})},
+     r"a setting in .* cannot be read \(ValueError: invalid literal"),
+    ({"model.safetensors": safetensors_header({"weight": {"dtype": "F32"}})},
+     r"a setting in .* cannot be read \(KeyError: 'shape'\): check its config.json, "
+     r"generation_config.json and \*.safetensors"),
+])
+def test_a_folder_whose_settings_are_of_other_types_is_one_line(tmp_path, files, problem):
+    """A setting of another type than transformers writes, or a damaged file beside the
+    config, is one line naming the folder, not a traceback."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    for name, content in files.items():
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(tmp_path / name, mode) as handle:
+            handle.write(content)
+    with pytest.raises(ModelError, match=f"model {tmp_path}: {problem}") as error:
+        models.resolve(str(tmp_path))
+    assert "\n" not in str(error.value)
+
+
+def test_a_path_this_system_cannot_open_is_one_line():
+    with pytest.raises(ModelError, match="model ~no-such-user-here/m: Could not determine home "
+                                         "directory; pass an existing folder"):
+        models.resolve("~no-such-user-here/m")
+
+
 def test_missing_folder():
     with pytest.raises(ModelError, match="no such folder"):
         models.resolve("./no/such/model")
