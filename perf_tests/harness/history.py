@@ -4,7 +4,10 @@ pytest-benchmark keys its storage by OS / Python / "64bit" only, so x86_64 and a
 mix; the suite points ``--benchmark-storage`` at ``results/history/<arch>`` unless the user gave
 one. Every gate run is autosaved with its raw samples; the run's summary (memory, BLEU, ratios,
 verdicts) rides along under the ``perf_gate`` key, so each file holds every figure of its run.
-An unreadable file is skipped with a warning naming it, never fatal and never rewritten.
+A file that cannot be read, or whose parts the gate reads have other types than it writes, is
+skipped with a warning naming it and saying what is wrong; a damaged benchmark entry is dropped
+alone, the rest of its run kept. Never fatal, and never rewritten. The gate saves a run under a
+lock (plugin.py), since pytest-benchmark numbers it after the files already there.
 """
 
 from __future__ import annotations
