@@ -202,10 +202,10 @@ class Noise:
         power = t_quantile(1 - miss, self.runs - 1) * self.sd * spread
         return self.bound(alpha, min_factor, pinned) + power
 
-    def p_value(self, excess: float, pinned: bool = False) -> float:
+    def p_value(self, excess: float, pinned: bool = False) -> float | None:
         spread = math.sqrt(2.0) if pinned else math.sqrt(1 + 1 / self.runs)
         if self.sd == 0:
-            return 0.0 if excess > 0 else 1.0
+            return None  # the pool never moved: no probability to give (the bound decides)
         return float(student_t.sf(excess / (self.sd * spread), self.runs - 1))
 
 
@@ -229,20 +229,26 @@ def group_residual(run_figures: dict, usual: dict, keys: tuple) -> float | None:
     return statistics.fmean(residual(run_figures, usual, key) for key in keys)
 
 
+def usable(current: dict, run: dict) -> dict:
+    """The entries of an earlier run that tonight's can be judged against: measured the same way
+    and not beside a neighbour (such a figure says nothing of this machine's noise)."""
+    return {key: entry for key, entry in run.items() if key in current
+            and comparable(current[key], entry) and busy_share(entry) <= BUSY_SHARE}
+
+
 def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
-                    reference: dict | None = None) -> list[Comparison]:
+                    reference: dict | None = None,
+                    pool_label: str | None = None) -> list[Comparison]:
     """current: (variant, shape) -> {"data": [s, ...], "extra_info": {...}}; pool: earlier runs'
-    dicts of the same kind, oldest first; reference: a pinned run (one of them) or None."""
-    # a figure measured beside a neighbour says nothing of this machine's noise
-    pool = [{key: entry for key, entry in run.items() if key in current
-             and comparable(current[key], entry) and busy_share(entry) <= BUSY_SHARE}
-            for run in pool]
-    pool_figures = [figures(run) for run in pool]
+    dicts of the same kind, oldest first; reference: a pinned run (one of them) or None, named
+    ``label``; a figure the pinned run lacks, or holds measured another way or beside a
+    neighbour, is judged against the pool's mean instead, named ``pool_label``."""
+    pool_figures = [figures(usable(current, run)) for run in pool]
     usual = usual_levels(pool_figures)
     now, first = figures(current), figures(current, first=True)
     groups = _figure_groups(current, now, pool_figures)
     alpha = rule.false_alarm_rate / max(len(groups), 1)
-    ref_figures = figures(reference) if reference else None
+    ref_figures = figures(usable(current, reference)) if reference else {}
     out = []
     for variant, shape, keys in groups:
         history = [r for r in (group_residual(run, usual, keys) for run in pool_figures)
@@ -250,16 +256,24 @@ def compare_latency(current: dict, pool: list[dict], rule: Rule, label: str,
         if len(history) < MIN_POOL:
             continue
         noise = Noise(statistics.fmean(history), statistics.stdev(history), len(history))
-        centre = noise.mean
-        if ref_figures is not None and group_residual(ref_figures, usual, keys) is not None:
-            centre = group_residual(ref_figures, usual, keys)
+        pinned = group_residual(ref_figures, usual, keys)
+        centre = noise.mean if pinned is None else pinned
         busy = max(busy_share(current[(measured_in, s)]) for _, s, measured_in in keys)
         again = any("measured_again" in current[(v, s)]["extra_info"] for v, s, _ in keys)
         first_excess = group_residual(first, usual, keys) - centre if again else None
-        out.append(_judge(variant, shape, keys, now, usual, noise, centre,
-                          ref_figures is not None, alpha, rule, label,
+        out.append(_judge(variant, shape, keys, now, usual, noise, centre, pinned is not None,
+                          alpha, rule, label if pinned is not None else pool_label or label,
                           busy if busy > BUSY_SHARE else None, first_excess))
     return out
+
+
+def too_few_runs(current: dict, pool: list[dict]) -> list[str]:
+    """One line per figure of tonight's the check leaves out for want of comparable earlier
+    runs (a variant or shape new to this history), so that none looks checked and passed."""
+    counts = {key: sum(key in usable(current, run) for run in pool) for key in current}
+    return [f"{variant} [{shape}] latency not judged: {count} comparable earlier run(s), the "
+            f"check needs {MIN_POOL}" for (variant, shape), count in sorted(counts.items())
+            if count < MIN_POOL]
 
 
 def measure_again(comparisons: list[Comparison], current: dict) -> list[tuple[str, str]]:

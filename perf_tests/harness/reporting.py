@@ -48,37 +48,41 @@ class HistoryComparison:
     drift_reach: dict = field(default_factory=dict)  # (variant, shape) -> factor
 
 
-def latency_check(gate, runs: list, current: dict) -> tuple[list, list[Comparison], int]:
-    """Tonight's latency against the pool: (the pool, the comparisons, the runs the noise is
-    read from); no pool, no comparison."""
+def latency_check(gate, runs: list, current: dict) -> tuple[list, list[Comparison], list]:
+    """Tonight's latency against the pool: (the pool, the comparisons, the latency entries of
+    the runs the noise is read from); no pool, no comparison."""
     config = gate.config
     pool = history.select_pool(runs, config.baseline_run, gate.run_id, config.baseline_runs)
     if not pool:
-        return [], [], 0
+        return [], [], []
     earlier = [run for run in runs if run.run_id != gate.run_id]
     pinned = config.baseline_run != "latest"
     noise_pool = earlier[-config.baseline_runs:] if pinned else pool
     rule = regression.Rule(config.regression_factor, config.false_alarm_rate,
                            config.measure_again != "never")
+    noise_entries = [run.latency() for run in noise_pool]
     comparisons = regression.compare_latency(
-        current, [run.latency() for run in noise_pool], rule, history.pool_label(pool),
-        reference=pool[-1].latency() if pinned else None)
-    return pool, comparisons, len(noise_pool)
+        current, noise_entries, rule, history.pool_label(pool),
+        reference=pool[-1].latency() if pinned else None,
+        pool_label=history.pool_label(noise_pool))
+    return pool, comparisons, noise_entries
 
 
 def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     """Tonight against the pool (latency calibrated on its noise; memory, disk and scores against
     its newest run), and the change points of the history up to tonight."""
     current = current_latency(gate)
-    pool, comparisons, noise_runs = latency_check(gate, runs, current)
+    pool, comparisons, noise_entries = latency_check(gate, runs, current)
     if not pool:
         return HistoryComparison()
     found = HistoryComparison(comparisons, label=history.pool_label(pool),
                               notes=list(gate.check_notes))
     if current and not found.comparisons:
-        found.notes.append(f"latency not judged yet: {noise_runs} earlier run(s), the check "
-                           f"needs {regression.MIN_POOL} comparable ones to measure this "
+        found.notes.append(f"latency not judged yet: {len(noise_entries)} earlier run(s), the "
+                           f"check needs {regression.MIN_POOL} comparable ones to measure this "
                            "machine's noise")
+    elif current:  # a variant or shape new to the history: said, not passed over
+        found.notes += regression.too_few_runs(current, noise_entries)
     earlier = [run for run in runs if run.run_id != gate.run_id]
     latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
     found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)

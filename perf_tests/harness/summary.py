@@ -135,7 +135,8 @@ def table_lines(data: dict, changes: dict | None = None) -> list[str]:
         for name, entry in data["variants"].items():
             latency = entry["latency"].get(shape, {})
             quality = entry.get("quality", {})
-            ratio = latency.get("ratio_to_baseline", 1.0 if name == data["baseline"] else None)
+            measured_baseline = name == data["baseline"] and "median_ms" in latency
+            ratio = latency.get("ratio_to_baseline", 1.0 if measured_baseline else None)
             lines.append(
                 f"{name:<14} {_cell(latency.get('median_ms'), '10.1f')} "
                 f"{_cell(latency.get('p90_ms'), '9.1f')} {_cell(ratio, '7.3f')} "

@@ -147,6 +147,43 @@ def test_a_pinned_run_is_the_centre_and_the_pool_the_noise():
     assert result.regressed and 1.15 < result.factor < 1.4
 
 
+@pytest.mark.parametrize("unusable", [
+    {"threads": 4},  # measured another way
+    {"others_cpu_share": 0.20},  # beside a neighbour
+])
+def test_a_pinned_figure_the_pool_would_leave_out_is_not_the_centre(unusable):
+    """The pinned run's figure is held to the pool's rules: one measured another way or beside
+    a neighbour gives way to the pool's mean, and the message says so."""
+    rng = random.Random(9)
+    pool = history_of(rng)
+    fast_reference = gate_run(rng, sd=0.0, slower={"onnx-int8": 0.80}, **unusable)
+    result = judged(gate_run(rng), pool, reference=fast_reference, pool_label="the pool")
+    assert not result.regressed and "what the pool predict" in result.message
+    lacking = {key: entry for key, entry in fast_reference.items() if key != KEY}
+    result = judged(gate_run(rng), pool, reference=lacking, pool_label="the pool")
+    assert not result.regressed and "what the pool predict" in result.message
+    plain = judged(gate_run(random.Random(10)), pool)
+    again = judged(gate_run(random.Random(10)), pool, reference=lacking)
+    assert again.detectable == plain.detectable  # the pool's spread, not a pinned run's
+
+
+def test_a_figure_new_to_the_history_is_said_not_passed_over():
+    rng = random.Random(11)
+    pool = history_of(rng)
+    for run in pool[:-3]:  # onnx-o3 measured in the last 3 runs only
+        del run[("onnx-o3", "b1-s16")]
+    now = gate_run(rng, slower={"onnx-o3": 2.0})
+    assert not any(c.variant == "onnx-o3" for c in regression.compare_latency(now, pool, RULE,
+                                                                               "#1"))
+    assert regression.too_few_runs(now, pool) == [
+        "onnx-o3 [b1-s16] latency not judged: 3 comparable earlier run(s), the check needs 5"]
+
+
+def test_a_pool_that_never_moved_gives_no_p_value():
+    noise = regression.Noise(mean=0.0, sd=0.0, runs=5)
+    assert noise.p_value(0.01) is None
+
+
 def test_runs_measured_another_way_are_not_compared():
     rng = random.Random(10)
     pool = history_of(rng, threads=1)

@@ -54,6 +54,17 @@ def test_terminal_table_has_every_column_and_the_failures():
     assert any(line.startswith("  FAILED onnx-int8 vs pytorch-fp32") for line in lines)
 
 
+def test_the_baseline_has_no_ratio_at_a_shape_it_did_not_run():
+    import copy
+
+    data = copy.deepcopy(SUMMARY)
+    data["variants"]["onnx-int8"]["latency"]["b8-s64"] = {"median_ms": 380.0, "p90_ms": 400.0}
+    lines = summary.table_lines(data, {})
+    table = lines[lines.index("shape b8-s64 (peak memory at b1-s16)"):]
+    baseline = next(line for line in table if line.startswith("pytorch-fp32"))
+    assert baseline.split()[1:4] == ["-", "-", "-"]  # no median, p90 or ratio
+
+
 def test_comparison_table_and_first_run():
     assert report.comparison_lines([], None) == [
         "regression check: no baseline yet (first run on this machine): passed"]
