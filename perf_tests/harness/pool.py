@@ -185,16 +185,19 @@ class VariantPool:
         key = (variant, role)
         if key not in self._engines:
             self._release_candidates(keep=variant)
+            # built (or found) before the load is tried, so that a build that fails fails once,
+            # as itself, and is not taken for an artifact that fails to load
+            folder = self.artifact(variant, role)
             try:
-                self._engines[key] = self._load(variant, role)
+                self._engines[key] = self._load(variant, role, folder)
             except Exception as error:  # ORT, onnx, safetensors, transformers: any can raise
-                folder = self.artifact(variant, role)
                 if not self.cache.owns(folder):
                     raise  # the user's own folder: nothing to rebuild
                 self.cache.discard(folder, f"failed to load ({_first_line(error)})")
                 self._folders = {k: f for k, f in self._folders.items() if f != folder}
+                folder = self.artifact(variant, role)
                 try:
-                    self._engines[key] = self._load(variant, role)
+                    self._engines[key] = self._load(variant, role, folder)
                 except Exception as again:
                     raise ArtifactError(
                         f"{variant} ({self.specs[role].name}) fails to load even after its "
@@ -218,8 +221,7 @@ class VariantPool:
         if released:
             gc.collect()  # the engines' native resources go now, not at some later collection
 
-    def _load(self, variant: str, role: str) -> variants.Engine:
-        folder = self.artifact(variant, role)
+    def _load(self, variant: str, role: str, folder: Path) -> variants.Engine:
         plant = self.config.plant
         slowdown = plant.slowdown if plant and plant.applies_to(variant) else 0.0
         with outline(f"loading {variant} ({self.specs[role].name}, "

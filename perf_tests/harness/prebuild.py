@@ -130,6 +130,7 @@ class Helper:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "perf_tests.harness.prebuild", json.dumps(raw_options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.stopped_here = False  # killed by this process (the run was interrupted)
 
     def started(self) -> bool:
         """Wait until it has imported its libraries and read the options (about 5 s): until
@@ -166,7 +167,8 @@ class Helper:
 
     def kill(self) -> None:
         """Stop it now (this run was interrupted): a build it leaves half done stays in its
-        temporary folder, which the next build of that artifact removes."""
+        temporary folder, which prune removes once it is gone."""
+        self.stopped_here = True
         self.process.kill()
         self.process.wait()
         self.process.stdout.close()
@@ -226,10 +228,14 @@ def _drive(helper: Helper, pool: VariantPool, schedule: Schedule, log) -> None:
     while (step := schedule.take()) is not None:
         answer = helper.build(step)
         if answer is None:
-            log(f"! the second builder stopped (exit {helper.process.poll()}) while building "
-                f"{_name(step)}: this process builds the rest")
+            if not helper.stopped_here:  # not news when this process stopped it
+                log(f"! the second builder stopped (exit {helper.process.poll()}) while "
+                    f"building {_name(step)}: this process builds the rest")
             schedule.give_back(step)
             return
+        if answer.get("error"):
+            log(f"! the second builder could not build {_name(step)} ({answer['error']}); the "
+                "test that needs it builds it again")
         try:
             _adopt(pool, answer)
         finally:  # never leave this process waiting for a step nobody builds

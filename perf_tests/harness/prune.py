@@ -43,6 +43,28 @@ def stale(root: Path, unused_days: float, now: float | None = None) -> list[Path
     return sorted(old, key=lambda f: last_use(root, f))
 
 
+def leftovers(root: Path) -> list[Path]:
+    """Temporary folders of builds (or removals) whose process is gone: a build killed by a
+    timeout or SIGKILL leaves one, and only a build of the very same artifact would clear it,
+    which after a library or recipe change never comes. The name ends with the owner's pid."""
+    found = []
+    for folder in sorted(root.glob(".tmp-*")) if root.is_dir() else []:
+        pid = folder.name.rpartition("-")[2]
+        if folder.is_dir() and pid.isdigit() and not _running(int(pid)):
+            found.append(folder)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def remove(root: Path, folder: Path, unused_days: float) -> bool:
     """Remove one stale artifact under its build lock; False when, looked at again under the
     lock, a run has used it since it was listed, or another prune has removed it."""
@@ -73,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cache-dir {args.cache_dir} is not a folder: pass the cache folder "
                      "(.perf-cache/, or what --perf-cache-dir named)")
     count, total = 0, 0.0
+    for folder in leftovers(args.cache_dir):
+        mb = size_mb(folder)
+        if not args.dry_run:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"{'would remove' if args.dry_run else 'removed'} {folder.name} ({mb:.0f} MB, left "
+              "by a build that was stopped)")
+        count, total = count + 1, total + mb
     for folder in stale(args.cache_dir, args.unused_days):
         try:
             mb = size_mb(folder)

@@ -35,10 +35,32 @@ class MeasurementError(Exception):
     """A measurement could not be taken (a child process failed, for example)."""
 
 
+PROBE_TIMEOUT_S = 900
+
+
 def run_memory_probe(request: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)],
-        capture_output=True, text=True, cwd=ROOT, timeout=900)
+    """One probe in a fresh process; a probe that cannot finish (a timeout, no interpreter) is
+    a failed one with the reason as its last line, so that it fails its own variant's test
+    only, and the probes beside it keep their figures."""
+    command = [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                              timeout=PROBE_TIMEOUT_S)
+    except (subprocess.TimeoutExpired, OSError) as error:
+        reason = (f"no result in {PROBE_TIMEOUT_S} s" if isinstance(error, subprocess.TimeoutExpired)
+                  else f"could not start ({error})")
+        return subprocess.CompletedProcess(command, -1, "", reason)
+
+
+def probe_figures(probe: subprocess.CompletedProcess) -> dict | None:
+    """The figures a probe printed as its last line, or None (it failed, or printed no JSON
+    object last)."""
+    lines = probe.stdout.strip().splitlines() if probe.returncode == 0 else []
+    try:
+        figures = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return figures if isinstance(figures, dict) else None
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -169,11 +191,12 @@ class ResultStore:
             with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as probes:
                 done = dict(zip(names, probes.map(run_memory_probe, requests.values())))
         for variant, probe in done.items():
-            if probe.returncode == 0:
-                self._memory[variant] = json.loads(probe.stdout.strip().splitlines()[-1])
-        requested = done[names[0]]  # another variant's failure is reported by its own test
-        if requested.returncode != 0:
-            last = (requested.stderr.strip().splitlines() or ["no output"])[-1]
+            figures = probe_figures(probe)
+            if figures is not None:
+                self._memory[variant] = figures
+        if names[0] not in self._memory:  # another variant's failure is its own test's
+            requested = done[names[0]]
+            last = (requested.stderr.strip().splitlines() or ["no figures printed"])[-1]
             raise MeasurementError(f"memory probe for {names[0]} exited "
                                    f"{requested.returncode}: {last}")
 

@@ -5,23 +5,32 @@ quantizing 2 s on a 2-core machine (each more again to import optimum), so the t
 either share one session's folders, made in the background (background.py).
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
-from perf_tests.harness import models
+from perf_tests.harness import child_run, models
 from perf_tests.harness.engines.onnxruntime import EXPORT_TASK
 from perf_tests.integration.background import BackgroundRuns, background_run
 
 CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]
+CLI_TIMEOUT_S = 300  # each takes 5-15 s here, imports included
+
+
+def optimum_cli(*args: str) -> None:
+    """One optimum-cli command; one that fails or hangs fails the tests that read it with the
+    end of what it printed (its own reason), not only its exit status."""
+    done = child_run.run([*CLI, *args], CLI_TIMEOUT_S)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"optimum-cli {args[0]} {args[1]} exited {done.returncode}:\n{tail}")
 
 
 @background_run()
 def cli_export(runs: BackgroundRuns) -> Path:
     """What `optimum-cli export onnx` writes for the tiny model (encoder and merged decoder)."""
     out = runs.mktemp("optimum-cli") / "export"
-    subprocess.run([*CLI, "export", "onnx", "--model", str(models.TINY_DIR), "--task",
-                    EXPORT_TASK, str(out)], check=True, capture_output=True)
+    optimum_cli("export", "onnx", "--model", str(models.TINY_DIR), "--task", EXPORT_TASK,
+                str(out))
     return out
 
 
@@ -30,6 +39,6 @@ def cli_int8(runs: BackgroundRuns) -> Path:
     """The article's recipe on that export: `optimum-cli onnxruntime quantize --avx2`."""
     export = runs.result("cli_export")
     out = export.parent / "int8"
-    subprocess.run([*CLI, "onnxruntime", "quantize", "--onnx_model", str(export), "--avx2",
-                    "-o", str(out)], check=True, capture_output=True)
+    optimum_cli("onnxruntime", "quantize", "--onnx_model", str(export), "--avx2", "-o",
+                str(out))
     return out

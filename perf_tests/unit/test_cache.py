@@ -273,6 +273,21 @@ def test_load_failure_after_a_rebuild_is_one_line(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+def test_a_build_that_fails_fails_once_as_itself(tmp_path, monkeypatch):
+    """A build error is not taken for an artifact that fails to load: nothing is discarded or
+    built a second time, and the test sees the build's own error."""
+    pool, cache, logged, calls = pool_with_flaky_load(tmp_path, monkeypatch, failures=0)
+
+    def failing_build(variant, role):
+        calls.append(1)
+        raise RuntimeError("quantizer: unsupported op MatMulNBits")
+
+    monkeypatch.setattr(pool, "_build", failing_build)
+    with pytest.raises(RuntimeError, match="unsupported op MatMulNBits") as error:
+        pool.engine("onnx-int8", "perf")
+    assert len(calls) == 1 and cache.rebuilt == [] and error.value.__context__ is None
+
+
 class _no_outline:
     def __init__(self, label):
         pass
@@ -345,6 +360,26 @@ def test_prune_says_when_there_is_no_cache_and_refuses_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prune.main(["--cache-dir", str(tmp_path), "--unused-days", "nan"])
     assert "'nan' is not a finite number" in capsys.readouterr().err
+
+
+def test_prune_removes_what_a_stopped_build_left_and_nothing_a_live_one_holds(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from perf_tests.harness import prune
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stopped = tmp_path / f".tmp-onnx-int8-t5-0123456789abcdef-{gone}"
+    building = tmp_path / f".tmp-onnx-int8-t5-fedcba9876543210-{os.getpid()}"
+    for folder in (stopped, building):
+        folder.mkdir()
+        (folder / "encoder_model.onnx").write_bytes(b"x" * 1000)
+    assert prune.leftovers(tmp_path) == [stopped]
+    assert prune.main(["--cache-dir", str(tmp_path)]) == 0
+    assert not stopped.exists() and building.is_dir()
+    assert f"removed {stopped.name} (0 MB, left by a build that was stopped)" in (
+        capsys.readouterr().out)
 
 
 def test_prune_keeps_what_a_run_used_after_it_was_listed(tmp_path):

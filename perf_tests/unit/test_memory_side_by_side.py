@@ -48,3 +48,27 @@ def test_a_failed_probe_fails_its_own_variant_only(monkeypatch):
                        match="memory probe for pytorch-fp32 exited 1: OSError: no such file"):
         results.memory("pytorch-fp32")
     assert probed.count("pytorch-fp32") == 2  # asked again by its own test
+
+
+def test_a_probe_that_times_out_is_a_failed_probe_not_an_exception(monkeypatch):
+    def hung(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", hung)
+    probe = store.run_memory_probe({"declaration": {"name": "ct2-int8"}})
+    assert probe.returncode == -1 and probe.stderr == f"no result in {store.PROBE_TIMEOUT_S} s"
+
+
+def test_a_probe_that_prints_no_figures_fails_its_own_variant_only(monkeypatch):
+    results, _ = fake_store(monkeypatch)
+
+    def garbled(request):
+        name = request["declaration"]["name"]
+        out = "Killed\n" if name == "pytorch-fp32" else json.dumps({"variant": name}) + "\n"
+        return subprocess.CompletedProcess([], 0, out, "")
+
+    monkeypatch.setattr(store, "run_memory_probe", garbled)
+    assert results.memory("onnx-int8") == {"variant": "onnx-int8"}
+    with pytest.raises(store.MeasurementError,
+                       match="memory probe for pytorch-fp32 exited 0: no figures printed"):
+        results.memory("pytorch-fp32")
