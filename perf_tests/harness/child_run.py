@@ -4,19 +4,19 @@ start the gate: one place says how.
 A child runs from the repository root with this interpreter, with pytest's cache provider off
 (a child would write its own last-failed list over the user's in the checkout's .pytest_cache,
 which ``--lf`` reads, and children run side by side), and with its output captured for the
-caller to read. It runs in a session of its own, so that a timeout, or this process stopping
-(Ctrl-C, an error), stops it with every process it started (its memory probes, its second
-builder); a child that hangs is stopped at the timeout and its caller fails with the child's
-output instead of holding up the night.
+caller to read. A child that hangs is stopped at the timeout, with every process it started (its
+memory probes, its second builder: they would hold its output open and run on), and its caller
+fails with the child's output instead of holding up the night. Children stay in this process's
+group, so the terminal's Ctrl-C reaches them as it reaches this process.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 from perf_tests.harness.config import ROOT
 
@@ -37,9 +37,9 @@ def run_pytest(*args: str, results: Path | None = None, cache: Path | None = Non
 
 
 def run(command: list[str], timeout: float | None) -> subprocess.CompletedProcess:
-    """``command`` from the repository root in a session of its own, its output captured."""
+    """``command`` from the repository root, its output captured."""
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True) as child:
+                          text=True) as child:
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -47,15 +47,22 @@ def run(command: list[str], timeout: float | None) -> subprocess.CompletedProces
             out, err = child.communicate()
             err += (f"\nchild_run: stopped after {timeout:g} s, with every process it "
                     "started\n")
-        except BaseException:  # Ctrl-C here: in a session of its own, the child would go on
+        except BaseException:  # Ctrl-C or an error here: nothing it started outlives it
             _stop(child)
             raise
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 def _stop(child: subprocess.Popen) -> None:
-    """Kill the child's whole process group (its session's), not the child alone."""
+    """Kill the child and every process below it, found before the child goes (after, they
+    belong to init and can no longer be told from other processes)."""
     try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # it ended meanwhile
+        below = psutil.Process(child.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        below = []
+    child.kill()
+    for process in below:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass  # it ended meanwhile
