@@ -8,6 +8,8 @@ import pytest
 from perf_tests.harness.files import written_whole
 from perf_tests.harness.store import write_json
 
+pytestmark = pytest.mark.unit
+
 
 def test_two_writers_at_once_each_replace_the_file_whole(tmp_path):
     path = tmp_path / "latest" / "summary.json"
