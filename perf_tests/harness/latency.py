@@ -48,6 +48,9 @@ class MachineShare:
 BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
 
 
+TIMER_NAME = "time.perf_counter"  # pytest-benchmark's default timer: the rounds' it times too
+
+
 def _timed(call) -> float:
     started = time.perf_counter()
     call()
@@ -59,7 +62,7 @@ def _workload(pool: VariantPool, config: GateConfig, variant: str, shape: Shape)
     the generate settings of one latency test."""
     baseline = None if variant == config.baseline else pool.engine(config.baseline, "perf")
     inputs = workloads.latency_inputs(pool.tokenizer("perf"), pool.specs["perf"].prefix, shape)
-    return (pool.engine(variant, "perf"), baseline, inputs,
+    return (pool.engine(variant, "perf", timed=True), baseline, inputs,
             workloads.latency_settings(config.new_tokens))
 
 
@@ -80,9 +83,11 @@ def measure(benchmark, pool: VariantPool, config: GateConfig, variant: str,
                            setup=run_baseline_round, rounds=config.rounds,
                            warmup_rounds=warmup, iterations=1)
     samples = list(benchmark.stats.stats.data)
+    # one baseline round before each timed round; --benchmark-cprofile calls the setup once
+    # more after them, for the profile, with no timed round beside it
+    paired = paired[warmup:warmup + len(samples)]
     return LatencyResult(variant, shape.id, samples, first_call_s, engine.load_seconds,
-                         paired_baseline_s=paired[warmup:], others_cpu=share.others,
-                         steal=share.steal)
+                         paired_baseline_s=paired, others_cpu=share.others, steal=share.steal)
 
 
 def interleaved(pool: VariantPool, config: GateConfig, variant: str,
@@ -128,4 +133,6 @@ class RoundClock:
 def record_figures(benchmark, clock: RoundClock, values: list[float]) -> None:
     """One pytest-benchmark round per value; the benchmark must be marked with ``timer=clock``."""
     pending = iter(values)
-    benchmark.pedantic(lambda: clock.advance(next(pending)), rounds=len(values), iterations=1)
+    # a call after the rounds (--benchmark-cprofile profiles one more) records nothing
+    benchmark.pedantic(lambda: clock.advance(next(pending, 0.0)), rounds=len(values),
+                       iterations=1)

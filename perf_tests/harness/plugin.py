@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from filelock import FileLock
 
-from perf_tests.harness import cpu, engines, history, models, summary
+from perf_tests.harness import cpu, engines, history, latency, models, summary
 from perf_tests.harness.cache import ArtifactCache, ArtifactError
 from perf_tests.harness.config import ConfigError, GateConfig, build_config
 from perf_tests.harness.judge import Limit, Limits, ModelFacts, Verdict, judge, no_ratio
@@ -207,6 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     try:
+        unlike_timings(config)
         gate = make_gate(_raw_options(config), cpu.detect())
     except (ConfigError, ModelError) as error:
         raise pytest.UsageError(f"perf-gate: {error}") from None
@@ -214,6 +215,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "benchmark_storage", None) == history.DEFAULT_STORAGE:
         folder = history.storage_folder(gate.config.results_dir, gate.config.arch)
         config.option.benchmark_storage = f"file://{folder}"
+
+
+def unlike_timings(config: pytest.Config) -> None:
+    """Refuse the pytest-benchmark options that would time a candidate's rounds unlike the
+    baseline rounds the gate times between them (time.perf_counter, the garbage collector on):
+    every ratio would then compare unlike timings."""
+    timer = str(config.getoption("benchmark_timer", latency.TIMER_NAME))
+    if timer != latency.TIMER_NAME:
+        raise ConfigError(f"--benchmark-timer {timer}: the gate times the baseline rounds "
+                          f"between a candidate's with {latency.TIMER_NAME}, so the ratios "
+                          "would compare unlike timings; leave the option out")
+    if config.getoption("benchmark_disable_gc", False):
+        raise ConfigError("--benchmark-disable-gc: the baseline rounds between a candidate's "
+                          "run with the garbage collector on, so the ratios would compare "
+                          "unlike timings; leave the option out")
 
 
 def memory_variants(items: list):

@@ -181,8 +181,13 @@ class VariantPool:
         return self.cache.get_or_build(f"perturbed-{_safe(spec.name)}", parts,
                                        lambda out: variants.perturb(source, out, noise))
 
-    def engine(self, variant: str, role: str) -> variants.Engine:
+    def engine(self, variant: str, role: str, timed: bool = False) -> variants.Engine:
+        """The variant's engine, loaded once. Loading one closes every other candidate first;
+        so does asking for one to time (``timed``) that is loaded already: the baseline's own
+        rounds, or its second measurement after the quality tests, run beside no candidate."""
         key = (variant, role)
+        if timed:
+            self._release_candidates(keep=variant)
         if key not in self._engines:
             self._release_candidates(keep=variant)
             # built (or found) before the load is tried, so that a build that fails fails once,

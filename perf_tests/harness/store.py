@@ -152,7 +152,7 @@ class ResultStore:
         its engine has just run this shape (the latency test's rounds), so no warm-up call."""
         found = self.sweep if sweep else self.tokens
         if (variant, shape.id) not in found:
-            engine = self.pool.engine(variant, "perf")
+            engine = self.pool.engine(variant, "perf", timed=True)
             inputs = workloads.latency_inputs(self.pool.tokenizer("perf"),
                                               self.pool.specs["perf"].prefix, shape)
             with outline(f"per-token timing of {variant} at {shape.id} ({TOKEN_CALLS} calls)"):

@@ -326,6 +326,10 @@ def test_each_candidate_runs_beside_the_baseline_only(tmp_path, monkeypatch):
         pool.engine(variant, "perf")
     assert closed == ["ct2-int8", "torch-int8"]  # released before the next candidate loads
     assert sorted(v for v, _ in pool._engines) == ["onnx-int8", "pytorch-fp32"]
+    pool.engine("pytorch-fp32", "perf")  # the partner of a candidate's rounds: nothing closed
+    assert sorted(v for v, _ in pool._engines) == ["onnx-int8", "pytorch-fp32"]
+    pool.engine("pytorch-fp32", "perf", timed=True)  # the baseline timed alone
+    assert closed[-1] == "onnx-int8" and list(pool._engines) == [("pytorch-fp32", "perf")]
 
 
 def test_prune_removes_only_what_no_run_wanted_lately(tmp_path, capsys):

@@ -284,3 +284,25 @@ def test_the_run_is_saved_and_finished_under_the_historys_lock(tmp_path):
     with pytest.raises(StopIteration):
         hook.send(None)
     assert not held()
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"benchmark_timer": "time.process_time"},
+     "--benchmark-timer time.process_time: the gate times the baseline rounds between a "
+     "candidate's with time.perf_counter"),
+    ({"benchmark_disable_gc": True},
+     "--benchmark-disable-gc: the baseline rounds between a candidate's run with the garbage "
+     "collector on"),
+])
+def test_a_benchmark_option_that_would_time_the_two_halves_of_a_ratio_unlike_is_refused(
+        given, message):
+    from types import SimpleNamespace
+
+    from perf_tests.harness import plugin
+    from perf_tests.harness.config import ConfigError
+
+    options = {"benchmark_timer": "time.perf_counter", "benchmark_disable_gc": False, **given}
+    config = SimpleNamespace(getoption=lambda name, default=None: options.get(name, default))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        plugin.unlike_timings(config)
+    plugin.unlike_timings(SimpleNamespace(getoption=lambda name, default=None: default))

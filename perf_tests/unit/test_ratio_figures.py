@@ -32,3 +32,40 @@ def test_a_round_clock_makes_pytest_benchmark_store_the_figures(pytester, tmp_pa
     [bench] = run.data["benchmarks"]
     assert bench["stats"]["data"] == [0.5, 0.25, 0.75] and bench["stats"]["median"] == 0.5
     assert run.latency() == {}, "a ratio is no latency for the regression check"
+
+
+A_PROFILED_TEST = A_FIGURE_TEST + """
+
+from types import SimpleNamespace
+
+from perf_tests.harness import latency, workloads
+from perf_tests.harness.config import Shape
+
+
+class Engine:
+    load_seconds = 0.0
+
+    def generate(self, inputs, **settings):
+        return None
+
+
+def test_paired_rounds(benchmark, monkeypatch):
+    monkeypatch.setattr(workloads, "latency_inputs", lambda tokenizer, prefix, shape: {})
+    pool = SimpleNamespace(engine=lambda variant, role, timed=False: Engine(),
+                           tokenizer=lambda role: None, specs={"perf": SimpleNamespace(prefix="")})
+    config = SimpleNamespace(baseline="pytorch-fp32", rounds=4, new_tokens=8,
+                             profile=SimpleNamespace(warmup_rounds=1))
+    result = latency.measure(benchmark, pool, config, "onnx-int8", Shape.parse("b1-s16"))
+    assert len(result.samples_s) == len(result.paired_baseline_s) == 4
+"""
+
+
+def test_a_profiled_run_pairs_each_round_with_one_baseline_round(pytester, tmp_path):
+    """--benchmark-cprofile calls the setup and the target once more after the rounds, for the
+    profile: that call is no round, so it pairs with no baseline round and records no figure."""
+    pytester.makepyfile(test_profiled=A_PROFILED_TEST)
+    pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           f"--benchmark-storage=file://{tmp_path}",
+                                           "--benchmark-cprofile=tottime")
+    result.assert_outcomes(passed=2)

@@ -22,6 +22,14 @@ def test_latency_inputs_have_exactly_the_shape_and_no_padding():
     assert (again["input_ids"] == batch["input_ids"]).all()
 
 
+@pytest.mark.parametrize("prefix", ["translate English to French: ", ""])
+def test_a_shape_larger_than_the_test_split_reads_it_again(prefix):
+    tokenizer = AutoTokenizer.from_pretrained(models.TINY_DIR)
+    batch = workloads.latency_inputs(tokenizer, prefix, Shape(32, 512))
+    assert tuple(batch["input_ids"].shape) == (32, 512)
+    assert (batch["input_ids"][:, -1] == tokenizer.eos_token_id).all()
+
+
 def test_identical_latency_work_for_every_variant():
     assert workloads.latency_settings(32) == dict(do_sample=False, num_beams=1,
                                                   min_new_tokens=32, max_new_tokens=32)
