@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from perf_tests.harness.engines import ENGINES
-from perf_tests.harness.parsing import ConfigError
+from perf_tests.harness.parsing import ConfigError, path_of
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.]*(-[a-z0-9_.]+)*$")
 KEYS = ("engine", "recipe", "load", "folder", "default")
@@ -70,11 +70,7 @@ def _options(given, allowed: dict, where: str, what: str) -> dict:
 def _folder(text, base: Path, engine: ModuleType, where: str) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{where}.folder: expected a path to a folder")
-    try:
-        folder = (base / Path(text).expanduser()).resolve()
-        folder.is_dir()  # a name the system cannot take (a NUL, too long, a loop) shows here
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ConfigError(f"{where}.folder: {text!r} is not a usable path ({error})") from None
+    folder = path_of(text, f"{where}.folder", base)
     if not folder.is_dir():
         raise ConfigError(f"{where}.folder: {folder} does not exist or is not a folder")
     problem = engine.holds_model(folder)

@@ -88,8 +88,7 @@ def _timings(values, empty: bool = False) -> bool:
         return False
     if not values:
         return empty
-    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
-               for x in values)
+    return all(_number(x) and 0 < x < float("inf") for x in values)
 
 
 def storage_folder(results_dir: Path, arch: str) -> Path:

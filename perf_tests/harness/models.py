@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 from fixtures.models import scale
 from perf_tests.harness.cache import ArtifactCache, content_key, hash_files, library_versions
+from perf_tests.harness.parsing import ConfigError, path_of
 
 TINY_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "t5-tiny-enfr"
 EMBEDDED = ("t5-tiny-enfr", "t5-small-random")
@@ -166,14 +167,11 @@ def resolve(name: str, pair: tuple[str, str] = ("en", "fr")) -> ModelSpec:
         return ModelSpec(name, "embedded", None, fingerprint, "t5", scale.PREFIX, *pair,
                          quality_beams=4, quality_max_new_tokens=64, parameters=scale.PARAMETERS)
     try:
-        path = Path(name).expanduser()
-        is_folder = path.is_dir()
-    except (OSError, RuntimeError, ValueError) as error:  # an unknown ~user, a loop, too long
-        reason = (getattr(error, "strerror", None) or str(error)).rstrip(".")
-        raise ModelError(f"model {name}: {reason}; pass an existing folder, a hub id or an "
-                         f"embedded model ({', '.join(EMBEDDED)})") from None
-    if is_folder:
-        return _spec_from_folder(name, "folder", path.resolve(), pair)
+        path = path_of(name, "model")
+    except ConfigError as error:
+        raise ModelError(str(error)) from None
+    if path.is_dir():
+        return _spec_from_folder(name, "folder", path, pair)
     if name.startswith((".", "/", "~")) or os.sep in name and path.parent.is_dir():
         raise ModelError(f"model {name}: no such folder; pass an existing folder, a hub id or an "
                          f"embedded model ({', '.join(EMBEDDED)})")

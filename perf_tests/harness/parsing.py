@@ -87,15 +87,17 @@ def unique(option: str, items, key=lambda item: item) -> tuple:
     return tuple(seen.values())
 
 
-def path_of(text, what: str) -> Path:
-    """``text`` as an absolute path, ``~`` expanded; one line where this system cannot take it
-    (an unknown ``~user``, a symlink loop, a name too long), not a traceback from a later check."""
+def path_of(text, what: str, base: Path | None = None) -> Path:
+    """``text`` as an absolute path, ``~`` expanded, a relative one taken from ``base`` (the
+    working folder by default); one line where this system cannot take it (an unknown
+    ``~user``, a symlink loop, a name too long, a NUL), not a traceback from a later check."""
     try:
-        path = Path(text).expanduser().resolve()
+        path = (Path(base or ".") / Path(text).expanduser()).resolve()
         path.exists()  # a name too long raises here, where a later is_file() would
     except (OSError, RuntimeError, ValueError) as error:
         reason = (getattr(error, "strerror", None) or str(error) or type(error).__name__).rstrip(".")
-        raise ConfigError(f"{what} {text}: {reason}; pass a path this system can open") from None
+        shown = text if str(text).isprintable() else repr(str(text))
+        raise ConfigError(f"{what} {shown}: {reason}; pass a path this system can open") from None
     return path
 
 

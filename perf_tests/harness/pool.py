@@ -186,10 +186,9 @@ class VariantPool:
         so does asking for one to time (``timed``) that is loaded already: the baseline's own
         rounds, or its second measurement after the quality tests, run beside no candidate."""
         key = (variant, role)
-        if timed:
+        if timed or key not in self._engines:
             self._release_candidates(keep=variant)
         if key not in self._engines:
-            self._release_candidates(keep=variant)
             # built (or found) before the load is tried, so that a build that fails fails once,
             # as itself, and is not taken for an artifact that fails to load
             folder = self.artifact(variant, role)

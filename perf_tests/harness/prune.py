@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from filelock import FileLock
 
 from perf_tests.harness.cache import MARKER, USED
@@ -50,19 +51,9 @@ def leftovers(root: Path) -> list[Path]:
     found = []
     for folder in sorted(root.glob(".tmp-*")) if root.is_dir() else []:
         pid = folder.name.rpartition("-")[2]
-        if folder.is_dir() and pid.isdigit() and not _running(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not psutil.pid_exists(int(pid)):
             found.append(folder)
     return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def remove(root: Path, folder: Path, unused_days: float) -> bool:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
             if args.contention:
                 neighbour.join()
-        saved = sorted((results / "history").glob("*")) if (results / "history").is_dir() else []
+        saved = sorted((results / "history").glob("*"))
         if not saved:
             print(f"record: the runs saved no history in {results}: see their lines above",
                   file=sys.stderr)

@@ -79,7 +79,7 @@ def test_a_teams_recipe_and_folder(tmp_path):
     ("[x\n", r"is not valid TOML"),
     ('[x]\nengine = ["onnxruntime"]\n', r"\[x\].engine: unknown engine \['onnxruntime'\]"),
     ('[x]\nengine = "onnxruntime"\nfolder = "a\\u0000b"\n',
-     r"\[x\].folder: 'a\\x00b' is not a usable path \(embedded null byte\)"),
+     r"\[x\].folder 'a\\x00b': embedded null byte; pass a path this system can open"),
 ])
 def test_bad_declaration_is_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as error:

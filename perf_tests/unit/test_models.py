@@ -106,7 +106,7 @@ def test_a_folder_whose_settings_are_of_other_types_is_one_line(tmp_path, files,
 
 def test_a_path_this_system_cannot_open_is_one_line():
     with pytest.raises(ModelError, match="model ~no-such-user-here/m: Could not determine home "
-                                         "directory; pass an existing folder"):
+                                         "directory; pass a path this system can open"):
         models.resolve("~no-such-user-here/m")
 
 
