@@ -13,6 +13,7 @@ lock (plugin.py), since pytest-benchmark numbers it after the files already ther
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +72,21 @@ def _damage(bench) -> str | None:
     data, paired = bench.get("stats", {}).get("data") or [], info.get("paired_baseline_s") or []
     if not (_timings(data) and _timings(paired, empty=True) and _again(info)):
         return what
+    # the shares of the CPUs others took (regression.busy_share adds them): absent in runs
+    # recorded before the gate measured them, numbers where present
+    if not all(_finite(info[key]) for key in SHARES if key in info):
+        return what
     return None
+
+
+SHARES = ("others_cpu_share", "steal_share")  # store.LatencyResult.shares
 
 
 def _again(info: dict) -> bool:
     """No second measurement (regression.as_judged, confirm.py), or ones of sound timings."""
     return all(isinstance(again, dict) and _timings(again.get("data"))
                and _timings(again.get("paired_baseline_s", []), empty=True)
+               and all(_finite(again[key]) for key in SHARES if key in again)
                for again in (info.get(key) for key in ("measured_again", "recorded_again"))
                if again is not None)
 
@@ -143,18 +152,24 @@ def _variant_problem(variant) -> str | None:
     for part, entry in parts.items():
         if not isinstance(entry, dict):
             return f".{part} is not an object"
-    figures = {"disk_mb": variant.get("disk_mb"),
-               "memory.peak_above_baseline_mb": parts["memory"].get("peak_above_baseline_mb"),
-               "quality.bleu": parts["quality"].get("bleu"),
-               "quality.chrf": parts["quality"].get("chrf")}
-    for where, value in figures.items():
-        if value is not None and not _number(value):
+    # a figure may be missing (an earlier schema, a run that did not measure it), but one that
+    # is there must be a number: the comparisons do arithmetic on it (null included)
+    figures = (("disk_mb", variant, "disk_mb"),
+               ("memory.peak_above_baseline_mb", parts["memory"], "peak_above_baseline_mb"),
+               ("quality.bleu", parts["quality"], "bleu"),
+               ("quality.chrf", parts["quality"], "chrf"))
+    for where, entry, key in figures:
+        if key in entry and not _finite(entry[key]):
             return f".{where} is not a number"
     return None
 
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return _number(value) and math.isfinite(value)
 
 
 def read_run(path: Path, number: int) -> Run:

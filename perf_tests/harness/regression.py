@@ -41,7 +41,7 @@ the report says why, and it is left out of the noise and of the change-point ser
 Measured on recorded histories (perf_tests/unit/data/histories, results/README.md): why the best
 round, why the other variants as the machine's mood, and the rates this gives. Memory, size on
 disk and quality have no run-to-run noise worth a model: they regress past a fixed tolerance
-against the most recent run of the pool.
+against the most recent run of the pool that measured them the same way.
 """
 
 from __future__ import annotations
@@ -334,30 +334,49 @@ def _drop(kind, variant, new, old, label) -> Comparison:
                       message)
 
 
-def _same(now: dict, then: dict, part: str, keys: tuple[str, ...], figure: str) -> bool:
-    """Whether both runs have ``part`` with ``figure`` in it, measured alike (``keys``)."""
-    new, old = now.get(part), then.get(part)
-    if not (new and old and figure in new and figure in old):
-        return False
-    return all(new.get(key) == old.get(key) for key in keys)
+# (kind, the part of a variant's summary it is in, the figure, what must match to compare it:
+# memory only at the same shape, scores only on the same sentences: smoke scores 300, full all)
+SUMMARY_FIGURES = (("peak memory", "memory", "peak_above_baseline_mb", ("shape",)),
+                   ("size on disk", None, "disk_mb", ()),
+                   ("BLEU", "quality", "bleu", ("sentences", "test_set")),
+                   ("chrF", "quality", "chrf", ("sentences", "test_set")))
 
 
-def compare_summaries(current: dict, baseline: dict, label: str) -> list[Comparison]:
-    """Memory, size on disk, BLEU and chrF of each variant, from the two runs' summaries; memory
-    only at the same shape, scores only on the same sentences (smoke scores 300, full all)."""
-    out = []
-    old_variants = baseline.get("variants", {})
+def _measured(variant: dict, part: str | None, figure: str, keys: tuple) -> tuple | None:
+    """(the figure, how it was measured) in a variant's summary, or None where it is not."""
+    entry = variant if part is None else variant.get(part) or {}
+    if figure not in entry:
+        return None
+    return entry[figure], tuple(entry.get(key) for key in keys)
+
+
+def compare_summaries(current: dict, earlier: list[tuple[dict, str]]
+                      ) -> tuple[list[Comparison], list[str]]:
+    """Memory, size on disk, BLEU and chrF of each variant against the newest of the earlier
+    runs' summaries (``(summary, label)``, oldest first) that measured it the same way: a run of
+    the latency tests alone in between measured none of them, and must not hide a regression.
+    Returns the comparisons and a note per kind of figure no earlier run measured alike."""
+    out, uncompared = [], {}
     for variant, now in current.get("variants", {}).items():
-        then = old_variants.get(variant, {})
-        if _same(now, then, "memory", ("shape",), "peak_above_baseline_mb"):
-            out.append(_growth("peak memory", variant, now["memory"]["peak_above_baseline_mb"],
-                               then["memory"]["peak_above_baseline_mb"], MEMORY_TOLERANCE,
-                               MEMORY_SLACK_MB, "MB", label))
-        if "disk_mb" in now and "disk_mb" in then:
-            out.append(_growth("size on disk", variant, now["disk_mb"], then["disk_mb"],
-                               DISK_TOLERANCE, 0.0, "MB", label))
-        for score in ("bleu", "chrf"):
-            if _same(now, then, "quality", ("sentences", "test_set"), score):
-                out.append(_drop(score.replace("bleu", "BLEU").replace("chrf", "chrF"), variant,
-                                 now["quality"][score], then["quality"][score], label))
-    return out
+        for kind, part, figure, keys in SUMMARY_FIGURES:
+            new = _measured(now, part, figure, keys)
+            if new is None:
+                continue
+            old = next(((found, label) for found, label in (
+                (_measured(summary.get("variants", {}).get(variant, {}), part, figure, keys), label)
+                for summary, label in reversed(earlier)) if found and found[1] == new[1]), None)
+            if old is None:
+                uncompared.setdefault(kind, []).append(variant)
+            else:
+                out.append(_compare(kind, variant, new[0], old[0][0], old[1]))
+    notes = [f"{kind} not compared: no earlier run in the pool measured it the same way "
+             f"({', '.join(variants)})" for kind, variants in uncompared.items()]
+    return out, notes
+
+
+def _compare(kind: str, variant: str, new: float, old: float, label: str) -> Comparison:
+    if kind == "peak memory":
+        return _growth(kind, variant, new, old, MEMORY_TOLERANCE, MEMORY_SLACK_MB, "MB", label)
+    if kind == "size on disk":
+        return _growth(kind, variant, new, old, DISK_TOLERANCE, 0.0, "MB", label)
+    return _drop(kind, variant, new, old, label)

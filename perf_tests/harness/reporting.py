@@ -84,8 +84,10 @@ def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     elif current:  # a variant or shape new to the history: said, not passed over
         found.notes += regression.too_few_runs(current, noise_entries)
     earlier = [run for run in runs if run.run_id != gate.run_id]
-    latest = pool[-1]  # memory, disk and quality: against the most recent run of the pool
-    found.comparisons += regression.compare_summaries(data, latest.gate, latest.label)
+    # memory, disk and quality: each against the most recent run of the pool that measured it
+    summaries, notes = regression.compare_summaries(data, [(run.gate, run.label) for run in pool])
+    found.comparisons += summaries
+    found.notes += notes
     tonight = [run for run in runs if run.run_id == gate.run_id]
     if tonight and current:
         found.change_points = changepoints.find(earlier + tonight, current)

@@ -199,21 +199,43 @@ def summary_with(bleu, peak, disk=100.0, sentences=300, shape="b8-s64"):
                                                    "test_set": "embedded-test"}}}}
 
 
+def compared(current, *earlier):
+    """The comparisons of ``current`` against earlier summaries (oldest first), labelled #1..."""
+    found, _ = regression.compare_summaries(
+        current, [(summary, f"#{number}") for number, summary in enumerate(earlier, start=1)])
+    return found
+
+
 def test_quality_drop_and_memory_growth_are_regressions():
-    found = regression.compare_summaries(summary_with(95.0, 130.0), summary_with(96.0, 100.0),
-                                         "#2")
+    found = compared(summary_with(95.0, 130.0), summary_with(96.0, 100.0))
     regressed = {c.kind for c in found if c.regressed}
     assert regressed == {"BLEU", "peak memory"}
-    unchanged = regression.compare_summaries(summary_with(96.0, 103.0), summary_with(96.0, 100.0),
-                                             "#2")
+    unchanged = compared(summary_with(96.0, 103.0), summary_with(96.0, 100.0))
     assert not any(c.regressed for c in unchanged)
 
 
 def test_figures_measured_another_way_are_not_compared():
     """A full run scores every sentence and a smoke run 300: their BLEU is not a regression."""
-    found = regression.compare_summaries(summary_with(90.0, 200.0, sentences=600, shape="b8-s128"),
-                                         summary_with(96.0, 100.0), "#2")
+    current = summary_with(90.0, 200.0, sentences=600, shape="b8-s128")
+    found, notes = regression.compare_summaries(current, [(summary_with(96.0, 100.0), "#2")])
     assert [c.kind for c in found] == ["size on disk"]
+    assert notes == [
+        "peak memory not compared: no earlier run in the pool measured it the same way "
+        "(onnx-int8)",
+        "BLEU not compared: no earlier run in the pool measured it the same way (onnx-int8)",
+        "chrF not compared: no earlier run in the pool measured it the same way (onnx-int8)"]
+
+
+def test_a_run_that_measured_latency_alone_hides_no_regression_of_the_others():
+    """Each figure is compared with the newest earlier run that measured it: a run of the
+    latency tests alone in between (its summary has no memory, disk or scores) changes nothing."""
+    latency_only = {"variants": {"onnx-int8": {"latency": {}}}}
+    found = compared(summary_with(88.0, 300.0, disk=140.0), summary_with(95.2, 140.0),
+                     summary_with(95.0, 141.0), latency_only)
+    assert {(c.kind, c.regressed, c.baseline) for c in found} == {
+        ("peak memory", True, 141.0), ("size on disk", True, 100.0), ("BLEU", True, 95.0),
+        ("chrF", False, 90.0)}
+    assert all("in #2" in c.message for c in found)
 
 
 def test_a_figure_an_earlier_run_lacks_is_not_compared(tmp_path):
@@ -221,7 +243,7 @@ def test_a_figure_an_earlier_run_lacks_is_not_compared(tmp_path):
     have, and the trends plot draws what each run has."""
     earlier = summary_with(96.0, 100.0)
     del earlier["variants"]["onnx-int8"]["memory"]["peak_above_baseline_mb"]
-    found = regression.compare_summaries(summary_with(95.9, 130.0), earlier, "#2")
+    found = compared(summary_with(95.9, 130.0), earlier)
     assert [c.kind for c in found] == ["size on disk", "BLEU", "chrF"]
     runs = []
     for number, summary in enumerate((earlier, summary_with(95.9, 130.0)), start=1):
@@ -296,6 +318,13 @@ GOOD_SUMMARY = {"run_id": "b", "libraries": {"torch": "2.13.0"}, "models": {"per
      "perf_gate.variants.onnx-int8.memory.peak_above_baseline_mb is not a number"),
     (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {
         "quality": {"bleu": True}}}}}, "perf_gate.variants.onnx-int8.quality.bleu is not a number"),
+    # null is no missing figure: the comparisons would do arithmetic on it
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {
+        **GOOD_SUMMARY["variants"]["onnx-int8"], "disk_mb": None}}}},
+     "perf_gate.variants.onnx-int8.disk_mb is not a number"),
+    (lambda d: {**d, "perf_gate": {**GOOD_SUMMARY, "variants": {"onnx-int8": {
+        "quality": {"chrf": float("nan")}}}}},
+     "perf_gate.variants.onnx-int8.quality.chrf is not a number"),
 ])
 def test_a_history_file_of_the_wrong_shape_is_skipped_with_its_name_and_why(tmp_path, change,
                                                                            problem):
@@ -318,6 +347,10 @@ def test_a_history_file_of_the_wrong_shape_is_skipped_with_its_name_and_why(tmp_
     {"extra_info": {"variant": "onnx-int8", "shape": "b1-s16"}, "stats": []},
     {"extra_info": [], "stats": {"data": [0.1]}},
     {"extra_info": {"variant": ["onnx-int8"], "shape": "b1-s16"}, "stats": {"data": [0.1]}},
+    {"extra_info": {"variant": "ct2-int8", "shape": "b1-s16", "others_cpu_share": None},
+     "stats": {"data": [0.1]}},
+    {"extra_info": {"variant": "ct2-int8", "shape": "b1-s16", "measured_again": {
+        "data": [0.1], "steal_share": "0.01"}}, "stats": {"data": [0.1]}},
 ])
 def test_a_damaged_benchmark_entry_is_dropped_and_the_rest_of_its_run_kept(tmp_path, bench):
     path = write_run(tmp_path, 1, "a")
