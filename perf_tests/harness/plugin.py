@@ -404,8 +404,18 @@ def _measure_again(session: pytest.Session, gate: Gate) -> None:
                           f"measurement is judged: {type(error).__name__}: {error}")
 
 
-@pytest.hookimpl(trylast=True)  # the gate's summary closes the output
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # the outermost wrapper: its end comes last
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config):
+    """The gate's summary closes the output, printed even when another plugin's summary raises:
+    pytest-benchmark's --benchmark-compare-fail (the README's recipe) raises PerformanceRegression
+    from its own, which left the gate's verdicts unprinted."""
+    try:
+        return (yield)
+    finally:
+        _print_summary(terminalreporter, config)
+
+
+def _print_summary(terminalreporter, config: pytest.Config) -> None:
     gate = config.stash.get(GATE_KEY, None)
     outcome = getattr(gate, "outcome", None)
     if outcome is None:

@@ -124,6 +124,9 @@ def finish_run(gate) -> Outcome:
     config = gate.config
     latest = config.results_dir / "latest"
     data = summary.build(gate)
+    # written first without the history's check, and again with it: an error in the check
+    # (a history nobody foresaw) must not lose tonight's figures
+    summary.write(gate, data)
     with warnings.catch_warnings(record=True) as caught:  # a damaged file: named, skipped
         warnings.simplefilter("always", history.HistoryWarning)
         runs = history.load_runs(history.storage_folder(config.results_dir, config.arch))

@@ -9,6 +9,7 @@ recorded here for the summary.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -266,7 +267,20 @@ class ResultStore:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write a JSON file whole: a reader sees the old file or the new one, never half."""
+    """Write a JSON file whole: a reader sees the old file or the new one, never half. A figure
+    that is no finite number (a growth from 0 MB, a t-test of two flat segments) is written as
+    null: Python's NaN and Infinity are not JSON, and jq or a browser refuse the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_finite_only(data), indent=2, default=str, allow_nan=False)
     with written_whole(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def _finite_only(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_only(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(item) for item in value]
+    return value

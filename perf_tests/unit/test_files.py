@@ -40,3 +40,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("the disk filled up")
     assert path.read_text() == "last night's report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_a_figure_that_is_no_finite_number_is_written_as_null(tmp_path):
+    """A growth from 0 MB is infinite; Python would write Infinity, which is not JSON."""
+    path = tmp_path / "summary.json"
+    write_json(path, {"factor": float("inf"), "p": [float("nan"), 0.5], "run": (1, -float("inf"))})
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "factor": None, "p": [None, 0.5], "run": [1, None]}

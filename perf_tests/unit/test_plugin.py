@@ -1,6 +1,7 @@
 """The plugin seen from outside: bad input stops the session with one line and exit code 4."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ def run(pytester, tmp_path):
             f"--perf-cache-dir={cache}", f"--perf-results-dir={results}", *args)
 
     pytester._monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    for name in [name for name in os.environ if name.startswith("PERF_")]:
+        # the README's settings in the shell (tox passes PERF_* on) would change what runs
+        pytester._monkeypatch.delenv(name)
     run.cache, run.results = cache, results
     return run
 
@@ -61,6 +65,45 @@ def test_the_gate_summary_closes_the_output_and_names_a_damaged_history_file(run
     assert f"perf-gate: WARNING skipping unreadable history file {damaged}" in summary, summary
     assert (run.results / "latest" / "summary.json").is_file()
     assert damaged.read_text() == '{"benchmarks": ['
+
+
+BENCHMARKED = """
+import os, time
+
+def test_sleeps(benchmark, gate):
+    gate.store
+    benchmark.pedantic(time.sleep, args=(float(os.environ["NAP_S"]),), rounds=3)
+"""
+
+
+def test_the_gate_summary_is_printed_when_benchmark_compare_fail_raises(run, pytester):
+    """pytest-benchmark raises from its terminal summary when --benchmark-compare-fail trips
+    (the README's recipe); the gate's summary must still close the output. Twenty times slower
+    is far past the 10 % the recipe allows here, whatever the machine's mood."""
+    pytester.makepyfile(test_dummy=BENCHMARKED)
+    run(NAP_S="0.001").assert_outcomes(passed=1)
+    result = run("--benchmark-compare", "--benchmark-compare-fail=min:10%", NAP_S="0.02")
+    out = result.stdout.str() + result.stderr.str()
+    assert "PerformanceRegression" in out or "Performance has regressed" in out, out
+    assert result.ret != pytest.ExitCode.OK
+    assert "perf-gate summary" in out and "verdicts: 0 passed, 0 failed" in out, out
+
+
+def test_tonights_summary_is_written_before_the_history_is_judged(run, pytester):
+    """An error in the regression check (a history nobody foresaw) loses no figure of tonight."""
+    pytester.makeconftest("""
+from perf_tests.harness import reporting
+
+def broken_check(*args):
+    raise RuntimeError("a history nobody foresaw")
+
+reporting.compare_with_history = broken_check
+""")
+    pytester.makepyfile(test_dummy="def test_measures(gate):\n    gate.store\n")
+    result = run()
+    assert "a history nobody foresaw" in result.stdout.str() + result.stderr.str()
+    written = json.loads((run.results / "latest" / "summary.json").read_text())
+    assert "variants" in written and "regression" not in written
 
 
 @pytest.mark.parametrize("args, expected", [
