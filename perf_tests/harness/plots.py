@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from perf_tests.harness import regression  # noqa: E402
 from perf_tests.harness.files import written_whole  # noqa: E402
 
 COLOURS = {"pytorch-fp32": "#4c72b0", "onnx-fp32": "#55a868", "onnx-o3": "#8172b2",
@@ -148,24 +150,34 @@ def sweep_lines(summary: dict, path: Path) -> Path:
     return _save(figure, path)
 
 
-def trends(runs: list, path: Path) -> Path:
-    """Median latency, ratio, peak memory and BLEU of every variant over the stored runs."""
-    labels = [run.label for run in runs]
-    figure, axes = plt.subplots(2, 2, figsize=(15, 8))
+def trend_series(runs: list) -> dict[str, dict[str, dict[int, float]]]:
+    """Each figure's value by run index: latency and ratio of the rounds judged (a test's
+    second measurement where it was measured again), peak memory and BLEU."""
     series = {"latency": {}, "ratio": {}, "memory": {}, "bleu": {}}
     for index, run in enumerate(runs):
         for (variant, shape), entry in run.latency().items():
-            info = entry["extra_info"]
-            series["latency"].setdefault(f"{variant} {shape}", {})[index] = info.get("median_ms")
-            if "ratio_to_baseline" in info:
-                series["ratio"].setdefault(f"{variant} {shape}", {})[index] = info[
-                    "ratio_to_baseline"]
+            judged = regression.as_judged(entry)
+            median = statistics.median(judged["data"])
+            series["latency"].setdefault(f"{variant} {shape}", {})[index] = median * 1000
+            paired = judged["extra_info"].get("paired_baseline_s")
+            ratio = (median / statistics.median(paired) if paired
+                     else judged["extra_info"].get("ratio_to_baseline"))  # runs before pairing
+            if ratio is not None:
+                series["ratio"].setdefault(f"{variant} {shape}", {})[index] = ratio
         for variant, entry in run.gate.get("variants", {}).items():
             if "peak_above_baseline_mb" in entry.get("memory", {}):
                 series["memory"].setdefault(variant, {})[index] = entry["memory"][
                     "peak_above_baseline_mb"]
             if "bleu" in entry.get("quality", {}):
                 series["bleu"].setdefault(variant, {})[index] = entry["quality"]["bleu"]
+    return series
+
+
+def trends(runs: list, path: Path) -> Path:
+    """Median latency, ratio, peak memory and BLEU of every variant over the stored runs."""
+    labels = [run.label for run in runs]
+    figure, axes = plt.subplots(2, 2, figsize=(15, 8))
+    series = trend_series(runs)
     titles = {"latency": ("median latency", "ms"),
               "ratio": ("latency ratio to pytorch-fp32", "ratio (x)"),
               "memory": ("peak memory above baseline", "MB"), "bleu": ("BLEU", "BLEU")}

@@ -53,10 +53,10 @@ def comparison_lines(comparisons: list[Comparison], baseline_label: str | None,
                                  f"+{(c.detectable - 1) * 100:.0f}% or more)" for c in hidden))
     again = [c for c in comparisons if c.first_factor is not None]
     if again:
-        lines.append("measured again, as their first measurement regressed (the verdict is the "
-                     "second's): " + ", ".join(f"{c.variant} [{c.shape}] first "
-                                                f"{(c.first_factor - 1) * 100:+.1f}%, then "
-                                                f"{(c.factor - 1) * 100:+.1f}%" for c in again))
+        changes = ", ".join(f"{c.variant} [{c.shape}] first {(c.first_factor - 1) * 100:+.1f}%, "
+                            f"then {(c.factor - 1) * 100:+.1f}%" for c in again)
+        lines.append("measured again, as their first measurement regressed against the history "
+                     f"or failed a limit (the verdict is the second's): {changes}")
     busy = [c for c in comparisons if c.busy is not None]
     if busy:
         lines.append(f"the machine was busy: other processes took up to "

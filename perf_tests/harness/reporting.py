@@ -120,6 +120,19 @@ def regression_record(found: HistoryComparison) -> dict:
     }
 
 
+def _remove_stale(latest, drawn: list, scored: set[str]) -> None:
+    """What an earlier run left in latest/ and tonight did not write again: beside tonight's
+    summary, last week's memory plot or another variant's translations would be read as
+    tonight's (a run of the latency tests alone draws no memory or quality plot). The history
+    keeps every run's figures; latest/ is tonight's alone."""
+    for old in latest.glob("*.png"):
+        if old not in drawn:
+            old.unlink(missing_ok=True)
+    for old in (latest / "hypotheses").glob("*.txt"):
+        if old.stem not in scored:
+            old.unlink(missing_ok=True)
+
+
 def finish_run(gate) -> Outcome:
     config = gate.config
     latest = config.results_dir / "latest"
@@ -148,6 +161,7 @@ def finish_run(gate) -> Outcome:
         pngs.append(plots.sweep_lines(data, latest / "sweep.png"))
     if runs:
         pngs.append(plots.trends(runs, latest / "trends.png"))
+    _remove_stale(latest, pngs, set(gate.store.measured_quality()))
     changes = {(c.variant, c.shape): c.factor for c in comparisons if c.kind == "latency"}
     check = report.comparison_lines(comparisons, baseline_label, found.notes,
                                     found.change_points, found.drift_reach)

@@ -106,6 +106,20 @@ reporting.compare_with_history = broken_check
     assert "variants" in written and "regression" not in written
 
 
+def test_latest_holds_tonights_files_alone(run, pytester):
+    """A plot or translations an earlier run left in latest/ and tonight did not write again
+    would be read as tonight's; they go, and what tonight wrote stays."""
+    latest = run.results / "latest"
+    (latest / "hypotheses").mkdir(parents=True)
+    for stale in (latest / "memory.png", latest / "quality.png", latest / "hypotheses" / "x.txt"):
+        stale.write_bytes(b"an earlier run's")
+    pytester.makepyfile(test_dummy="def test_measures(gate):\n    gate.store\n")
+    run().assert_outcomes(passed=1)
+    assert sorted(p.name for p in latest.rglob("*") if p.is_file()) == [
+        "benchmark-bigger-is-better.json", "benchmark-smaller-is-better.json", "latency.png",
+        "report.md", "summary.json"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--perf-variants=onnx-int4"], "unknown variant 'onnx-int4'"),
     (["--perf-preset=sse2"], "unknown preset 'sse2'"),

@@ -422,8 +422,9 @@ def test_a_stall_measured_again_is_judged_on_the_second_measurement():
     assert not second.regressed and second.first_factor == pytest.approx(first.factor)
     assert f"measured again (the first rounds were x{first.factor:.3f}): best round" \
         in second.message
-    assert (f"measured again, as their first measurement regressed (the verdict is the "
-            f"second's): onnx-int8 [b1-s16] first +{(first.factor - 1) * 100:.1f}%, then "
+    assert ("measured again, as their first measurement regressed against the history or "
+            f"failed a limit (the verdict is the second's): onnx-int8 [b1-s16] first "
+            f"+{(first.factor - 1) * 100:.1f}%, then "
             in " ".join(report.comparison_lines([second], "the last runs")))
     real = gate_run(rng, slower={"onnx-int8": 1.6})
     again = gate_run(rng, slower={"onnx-int8": 1.6})[KEY]  # a real change is there again
@@ -478,3 +479,17 @@ def test_a_damaged_second_measurement_skips_the_entry_with_the_file_named(tmp_pa
     with pytest.warns(history.HistoryWarning, match=f"damaged latency entry .* in history file {path}"):
         [run] = history.load_runs(tmp_path)
     assert read_quietly(run) == {}
+
+
+def test_the_trends_plot_draws_the_rounds_judged(tmp_path):
+    """A test measured again is judged on its second rounds; the trend shows those."""
+    path = write_run(tmp_path, 1, "a")
+    data = json.loads(path.read_text())
+    data["benchmarks"][0]["extra_info"].update(
+        paired_baseline_s=[0.4, 0.4], measured_again={"data": [0.05, 0.05],
+                                                      "paired_baseline_s": [0.5, 0.5]})
+    path.write_text(json.dumps(data))
+    [run] = history.load_runs(tmp_path)
+    series = plots.trend_series([run])
+    assert series["latency"] == {"onnx-int8 b1-s16": {0: 50.0}}
+    assert series["ratio"] == {"onnx-int8 b1-s16": {0: 0.1}}

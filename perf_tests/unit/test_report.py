@@ -111,3 +111,17 @@ def test_drift_reach_lines_name_each_variants_steadiest_series_and_the_hidden_on
                         "[b8-s64], onnx-o3 x1.088 [b8-s64], pytorch-fp32 x1.149 [b1-s16]")
     assert lines[1] == "this history's noise hides a lasting 10% drift of: pytorch-fp32"
     assert report.drift_reach_lines({}) == []
+
+
+def test_a_figure_measured_again_is_reported_as_judged_with_the_first_beside_it():
+    """The verdict judges the second measurement of a stalled test; the table, plots and the
+    dashboards' files read summary.json, so it must give the second, not the stall."""
+    from perf_tests.harness.store import LatencyResult
+
+    stalled = LatencyResult("onnx-int8", "b1-s16", [0.18] * 8, 0.2, 1.0, [0.26] * 8)
+    again = LatencyResult("onnx-int8", "b1-s16", [0.13] * 8, 0.2, 1.0, [0.27] * 8)
+    assert summary._latency_entry(stalled, None) == stalled.as_dict()
+    judged = summary._latency_entry(stalled, again)
+    assert (judged["median_ms"], judged["ratio_to_baseline"]) == (130.0, round(0.13 / 0.27, 4))
+    assert judged["measured_again"] is True
+    assert judged["first_measurement"]["median_ms"] == 180.0
