@@ -78,9 +78,11 @@ def compare_with_history(gate, data: dict, runs: list) -> HistoryComparison:
     found = HistoryComparison(comparisons, label=history.pool_label(pool),
                               notes=list(gate.check_notes))
     if current and not found.comparisons:
-        found.notes.append(f"latency not judged yet: {len(noise_entries)} earlier run(s), the "
-                           f"check needs {regression.MIN_POOL} comparable ones to measure this "
-                           "machine's noise")
+        # a run at another thread count, or beside a neighbour, tells nothing of the noise
+        comparable = sum(bool(regression.usable(current, run)) for run in noise_entries)
+        found.notes.append(f"latency not judged yet: {comparable} comparable earlier run(s) of "
+                           f"{len(noise_entries)}, the check needs {regression.MIN_POOL} to "
+                           "measure this machine's noise")
     elif current:  # a variant or shape new to the history: said, not passed over
         found.notes += regression.too_few_runs(current, noise_entries)
     earlier = [run for run in runs if run.run_id != gate.run_id]

@@ -37,8 +37,9 @@ def fake_store(monkeypatch, failing=()):
 def test_the_first_miss_measures_every_wanted_variant_once(monkeypatch):
     results, probed = fake_store(monkeypatch)
     assert results.memory("onnx-int8") == {"variant": "onnx-int8"}
+    assert sorted(probed) == ["onnx-int8", "pytorch-fp32"]  # on the first miss; ct2-int8 unwanted
     assert results.memory("pytorch-fp32") == {"variant": "pytorch-fp32"}
-    assert sorted(probed) == ["onnx-int8", "pytorch-fp32"]  # ct2-int8 is not wanted
+    assert sorted(probed) == ["onnx-int8", "pytorch-fp32"]  # and never again
 
 
 def test_a_failed_probe_fails_its_own_variant_only(monkeypatch):

@@ -394,12 +394,19 @@ def test_latency_waits_for_five_earlier_runs(tmp_path):
     runs = history.load_runs(tmp_path)
     found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}}, runs)
     assert found.comparisons == [] and found.label == "the last 4 runs, #0001-#0004"
-    assert found.notes == ["latency not judged yet: 4 earlier run(s), the check needs 5 "
-                           "comparable ones to measure this machine's noise"]
+    assert found.notes == ["latency not judged yet: 4 comparable earlier run(s) of 4, the check "
+                           "needs 5 to measure this machine's noise"]
     write_run(tmp_path, 5, "e", "2026-11-24T15:00:00")
     found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}},
                                            history.load_runs(tmp_path))
     assert [c.kind for c in found.comparisons] == ["latency"] and not found.notes
+    for path in sorted(tmp_path.rglob("*.json")):  # the same runs, measured with one thread
+        data = json.loads(path.read_text())
+        data["benchmarks"][0]["extra_info"]["threads"] = 1
+        path.write_text(json.dumps(data))
+    found = reporting.compare_with_history(fake_gate(tmp_path), {"variants": {}},
+                                           history.load_runs(tmp_path))
+    assert found.notes[0].startswith("latency not judged yet: 0 comparable earlier run(s) of 5")
 
 
 def measured_again(run: dict, key, again: dict) -> dict:
