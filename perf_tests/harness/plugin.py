@@ -400,8 +400,9 @@ def _measure_again(session: pytest.Session, gate: Gate) -> None:
     try:
         confirm.measure_again(gate, benchmark_session.benchmarks)
     except Exception as error:  # noqa: BLE001 - the run and its figures must still be saved
-        gate.check_notes.append(f"a regressed figure could not be measured again, so the first "
-                          f"measurement is judged: {type(error).__name__}: {error}")
+        # the error may come before anything regressed (reading the history), so no claim here
+        gate.check_notes.append(f"the second measurements could not be taken, so every figure's "
+                                f"first is judged: {type(error).__name__}: {error}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # the outermost wrapper: its end comes last
