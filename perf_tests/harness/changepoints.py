@@ -224,6 +224,11 @@ def reach(runs: list, current: dict | None = None) -> dict[tuple[str, str], floa
             for variant, shape, series in _all_series(runs[-WINDOW:], current)}
 
 
+def searched(runs: list, current: dict | None = None) -> list[tuple[str, str]]:
+    """(variant, shape) of every series ``find`` searches over the newest WINDOW runs."""
+    return [(variant, shape) for variant, shape, _ in _all_series(runs[-WINDOW:], current)]
+
+
 def _all_series(runs: list, current: dict | None) -> list[tuple[str, str, list]]:
     """(variant, shape, residual series) for each figure, and for each variant over all its
     shapes (the mean of their residuals)."""

@@ -26,6 +26,7 @@ gate judges a new run:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,8 @@ def drift_tries(runs: list[history.Run], drift: float, starts: list[int]) -> Tal
     variants = sorted({key[0] for run in runs for key in run.latency()})
     for start in starts:
         for variant in variants:
+            if not any(key[0] == variant for run in runs[:start] for key in run.latency()):
+                continue  # new to the history after the start: no series to step in
             shifted = [run if i < start else _Shifted(run, {
                 key: slowed(entry, 1 + drift) if key[0] == variant else entry
                 for key, entry in run.latency().items()}, f"{variant}:slowdown={drift:g}")
@@ -244,8 +247,8 @@ def drift_tries(runs: list[history.Run], drift: float, starts: list[int]) -> Tal
             near = {run.label for run in runs[max(start - 1, 0):start + 2]}
             found = [cp for cp in changepoints.find(shifted) if cp.variant == variant
                      and cp.confirmed and cp.shift > 1 and cp.after.label in near]
-            reach = min(factor for (name, _), factor in changepoints.reach(shifted).items()
-                        if name == variant)
+            reach = min((factor for (name, _), factor in changepoints.reach(shifted).items()
+                         if name == variant), default=math.inf)
             line = (f"{variant} from {runs[start].label} (found from x{reach:.3f}): "
                     + (found[0].message if found else "MISSED"))
             if reach > 1 + drift:  # the noise hides it: not a try the promise covers
@@ -262,9 +265,11 @@ def unchanged_change_points(runs: list[history.Run]) -> Tally:
     tally = Tally("confirmed change points in the unchanged history (series searched)")
     found = changepoints.find(runs)
     tally.lines += [cp.message for cp in found]
-    keys = {key for run in runs[-changepoints.WINDOW:] for key in run.latency()}
-    tally.hits = sum(cp.confirmed for cp in found)
-    tally.tries = len(keys) + len({variant for variant, _ in keys})  # each shape, each variant
+    # a series with a confirmed change point is one hit, however many it has (a history with
+    # lasting changes has several), out of the series searched: a variant measured at one shape
+    # has no all-shapes series of its own
+    tally.hits = len({(cp.variant, cp.shape) for cp in found if cp.confirmed})
+    tally.tries = len(changepoints.searched(runs))
     return tally
 
 

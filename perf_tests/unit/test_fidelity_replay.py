@@ -134,6 +134,42 @@ def test_every_variant_30pc_slower_is_no_regression(runs):
 def test_no_change_point_in_unchanged_runs(runs):
     tally = replay.unchanged_change_points(runs)
     assert tally.hits == 0, "\n".join(tally.lines)
+    # out of the series searched: one per figure, and one over all shapes of a variant measured
+    # at more than one (the Zen 3 trial's five variants at b1-s16 have none)
+    figures = {key for run in runs[-changepoints.WINDOW:] for key in run.latency()}
+    many = {v for v, _ in figures if sum(1 for w, _ in figures if w == v) > 1}
+    assert tally.tries == len(figures) + len(many)
+
+
+def lasting(runs, factors: dict, start: int) -> list:
+    """The runs, the variants in ``factors`` that much faster for good from run ``start`` on (a
+    library's upgrade, as a nightly history holds)."""
+    return [run if i < start else replay._Shifted(run, {
+        key: replay.slowed(entry, factors.get(key[0], 1.0)) for key, entry in run.latency().items()})
+        for i, run in enumerate(runs)]
+
+
+def test_a_history_with_lasting_changes_counts_each_series_once():
+    """The replay of a team's own history (which holds upgrades): a series with several
+    confirmed change points is one hit, so the rate stays a rate (it raised in binomtest)."""
+    runs = history.load_runs(HISTORIES / "intel-emerald-rapids")
+    onnx = {v: 0.8 for v in ("onnx-fp32", "onnx-o3", "onnx-int8", "onnx-int8-tuned")}
+    runs = lasting(lasting(runs, onnx, 9), {"pytorch-fp32": 0.85, "torch-int8": 0.85}, 18)
+    tally = replay.unchanged_change_points(runs)
+    assert 0 < tally.hits <= tally.tries
+    assert tally.interval()[0] > 0
+
+
+def test_a_variant_new_to_the_history_is_no_drift_try_before_it_was_measured():
+    """A variant declared late has no series before the start of a drift: not a try (the
+    replay raised on it)."""
+    runs = history.load_runs(HISTORIES / "intel-emerald-rapids")
+    late = [run if i >= len(runs) - 3 else replay._Shifted(run, {
+        key: entry for key, entry in run.latency().items() if key[0] != "ct2-int8"})
+        for i, run in enumerate(runs)]
+    tally = replay.drift_tries(late, 0.10, [len(runs) - 8])
+    assert not any(line.startswith("ct2-int8") for line in tally.lines)
+    assert tally.tries + tally.hidden > 0
 
 
 # Recorded shortfalls of a promise, by recording and trial: the exact count, so that a change
