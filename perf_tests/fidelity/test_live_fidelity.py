@@ -8,7 +8,7 @@ drift).
 
 Each rate comes with its Wilson 95 % interval. The test fails only when a rate is worse than the
 promise with 95 % confidence (an exact one-sided binomial test, ``Tally.worse_than``), never on
-one unlucky try. PERF_FIDELITY_TRIES sets TRIES (default 20).
+one unlucky try. PERF_FIDELITY_TRIES sets the tries of each kind (default 20).
 """
 
 import json
@@ -18,12 +18,12 @@ import time
 
 import pytest
 
-from perf_tests.harness import live_trial
+from perf_tests.harness import live_trial, parsing
 from perf_tests.harness.child_run import run_pytest
 
 pytestmark = pytest.mark.fidelity
 
-TRIES = int(os.environ.get("PERF_FIDELITY_TRIES", "20"))
+DEFAULT_TRIES = 20
 PROMISED_FALSE_ALARMS = 0.05  # at most, per run
 PROMISED_DETECTION = 0.95  # at least, where the machine's noise allows it
 LATENCY = ["perf_tests/gate/test_latency.py", f"--perf-variants={','.join(live_trial.VARIANTS)}",
@@ -58,10 +58,22 @@ def workdir(gate, tmp_path):
         print(f"the trial's unchanged runs: {kept / 'history'}")
 
 
-@pytest.mark.skipif(TRIES < 1, reason="PERF_FIDELITY_TRIES=0")
+def trials() -> int:
+    """PERF_FIDELITY_TRIES, read here and not at import: this module is collected by every run
+    (then deselected), which a typo in it must not break."""
+    try:
+        return parsing.number("PERF_FIDELITY_TRIES", os.environ.get("PERF_FIDELITY_TRIES"),
+                              default=DEFAULT_TRIES, bounds=parsing.Range(0))
+    except parsing.ConfigError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
 def test_the_gate_keeps_its_promises_on_this_machine(gate_run, workdir,
                                                      record_testsuite_property):
-    tallies = live_trial.run(gate_run, workdir, TRIES)
+    tries = trials()
+    if tries == 0:
+        pytest.skip("PERF_FIDELITY_TRIES=0: no tries asked for")
+    tallies = live_trial.run(gate_run, workdir, tries)
     aa, *planted, slow, drift = tallies
     for tally in tallies:
         print("\n".join(tally.lines))

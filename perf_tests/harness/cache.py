@@ -103,6 +103,9 @@ class ArtifactCache:
             self._mark_used(final)
             return final
         if seen is not None:
+            # marked wanted before it is verified, not after: a prune that listed it as unused
+            # looks again under its build lock, and must see it wanted from now on
+            self._mark_used(final)
             problem = self._problem(final)
             if not problem:
                 return self._reuse(name, final)

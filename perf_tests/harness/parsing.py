@@ -75,6 +75,20 @@ def argument(kind: type, bounds: Range):
     return parse
 
 
+def path_argument(what: str):
+    """An argparse ``type`` for a tool's path: ``path_of``'s checks (``~`` expanded, a name this
+    system cannot take refused), argparse's one-line usage error where they fail. argparse
+    passes a string default through it too (prune's PERF_CACHE_DIR)."""
+    import argparse
+
+    def parse(text: str) -> Path:
+        try:
+            return path_of(text, what)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
 def unique(option: str, items, key=lambda item: item) -> tuple:
     """``items`` as a tuple, refusing one given twice (a repeated shape or variant would be
     measured twice under one test id and overwrite its own history entry)."""

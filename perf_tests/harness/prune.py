@@ -22,7 +22,7 @@ from filelock import FileLock
 
 from perf_tests.harness.cache import MARKER, USED
 from perf_tests.harness.config import ROOT
-from perf_tests.harness.parsing import Range, argument
+from perf_tests.harness.parsing import Range, argument, path_argument
 
 DAY = 24 * 3600
 
@@ -74,8 +74,8 @@ def remove(root: Path, folder: Path, unused_days: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perf_tests.harness.prune",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
-        "PERF_CACHE_DIR") or ROOT / ".perf-cache"))
+    parser.add_argument("--cache-dir", type=path_argument("cache folder"),
+                        default=os.environ.get("PERF_CACHE_DIR") or str(ROOT / ".perf-cache"))
     parser.add_argument("--unused-days", type=argument(float, Range(0)), default=14.0)
     parser.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     args = parser.parse_args(argv)

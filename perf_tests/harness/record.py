@@ -24,7 +24,7 @@ from pathlib import Path
 from perf_tests.harness import history
 from perf_tests.harness.child_run import run_pytest
 from perf_tests.harness.config import ROOT
-from perf_tests.harness.parsing import Range, argument
+from perf_tests.harness.parsing import Range, argument, path_argument
 
 DATA = ROOT / "perf_tests" / "unit" / "data" / "histories"
 KEPT_INFO = ("variant", "shape", "threads", "new_tokens", "arch", "preset", "model", "artifact",
@@ -105,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=argument(int, Range(1, 1000)), default=20)
     parser.add_argument("--contention", type=float, default=0.0,
                         help="fraction of the time a neighbour streams memory (default: none)")
-    parser.add_argument("--results", type=Path, help="keep the runs' results folder here (runs "
-                        "are added to its history; default: a temporary folder)")
-    parser.add_argument("--trim-only", type=Path, metavar="STORAGE",
+    parser.add_argument("--results", type=path_argument("results folder"),
+                        help="keep the runs' results folder here (runs are added to its "
+                        "history; default: a temporary folder)")
+    parser.add_argument("--trim-only", type=path_argument("history folder"), metavar="STORAGE",
                         help="trim an existing history storage folder instead of recording")
     parser.add_argument("pytest_args", nargs="*", help="extra gate options, after --")
     args = parser.parse_args(argv)

@@ -29,14 +29,13 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from scipy.stats import binomtest
 
 from perf_tests.harness import changepoints, history, regression
 from perf_tests.harness.changepoints import FOUND_WITHIN
 from perf_tests.harness.config import FALSE_ALARM_RATE, PLANT_AMOUNT, REGRESSION_FACTOR
-from perf_tests.harness.parsing import argument
+from perf_tests.harness.parsing import argument, path_argument
 from perf_tests.harness.regression import Rule
 from perf_tests.harness.store import round_ratios
 
@@ -377,8 +376,10 @@ RATIO_RECIPE = CompareRecipe("median:20%", ratio=True)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perf_tests.harness.replay",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("history", type=Path, help="a storage folder, e.g. results/history/x86_64")
-    parser.add_argument("--slow-machine", type=Path, help="runs recorded on a busier machine")
+    parser.add_argument("history", type=path_argument("history folder"),
+                        help="a storage folder, e.g. results/history/x86_64")
+    parser.add_argument("--slow-machine", type=path_argument("history folder"),
+                        help="runs recorded on a busier machine")
     parser.add_argument("--slowdown", type=argument(float, PLANT_AMOUNT), default=0.25)
     parser.add_argument("--drift", type=argument(float, PLANT_AMOUNT), default=0.10)
     parser.add_argument("--min-factor", type=argument(float, REGRESSION_FACTOR),

@@ -131,7 +131,7 @@ def test_damaged_artifact_is_reported_in_one_line_and_rebuilt(tmp_path, damage, 
     logged, calls = [], []
     cache = ArtifactCache(tmp_path, log=logged.append)
     folder = build_counting(cache, calls)
-    build_counting(cache, calls)  # verified once: the stamps are taken
+    build_counting(cache, calls)  # wanted again by the run that built it: not verified
     damage(folder / "model.onnx_data")
     again = ArtifactCache(tmp_path, log=logged.append)
     assert build_counting(again, calls) == folder and len(calls) == 2
@@ -145,16 +145,19 @@ def test_damaged_artifact_is_reported_in_one_line_and_rebuilt(tmp_path, damage, 
 
 
 def test_flipped_byte_with_its_times_restored_is_still_found(tmp_path):
-    """Setting mtime back (touch -d, rsync -t) changes ctime, which cannot be set back."""
-    calls = []
-    cache = ArtifactCache(tmp_path, log=lambda line: None)
-    folder = build_counting(cache, calls)
+    """Setting mtime back (touch -d, rsync -t) changes ctime, which cannot be set back: a stamp
+    taken and trusted before the damage no longer matches, and the file is hashed again."""
+    folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), [])
+    files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
+    later = time.time_ns() + 10**10  # reuses 10 s after the build, past the racy window
+    assert integrity.check(folder, files, clock=lambda: later) == ("", 16386)  # stamps taken
+    assert integrity.check(folder, files, clock=lambda: later + 1) == ("", 0)  # and trusted
     weights = folder / "model.onnx_data"
     before = weights.stat()
     _flip_byte(weights, 100)
     os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
-    build_counting(ArtifactCache(tmp_path, log=lambda line: None), calls)
-    assert len(calls) == 2
+    problem, hashed = integrity.check(folder, files, clock=lambda: later + 2)
+    assert "content differs" in problem and hashed == 16384
 
 
 def test_unchanged_files_are_not_hashed_again(tmp_path, monkeypatch):
@@ -174,7 +177,8 @@ def test_fresh_stamps_are_not_trusted(tmp_path):
     """A write in the same clock tick as the stamp could leave every time unchanged."""
     folder = build_counting(ArtifactCache(tmp_path, log=lambda line: None), [])
     files = json.loads((folder / MARKER).read_text())["integrity"]["files"]
-    now = time.time_ns()
+    # a millisecond after the newest change, whatever the time the build and this test took
+    now = max((folder / name).stat().st_ctime_ns for name in files) + 10**6
     assert integrity.check(folder, files, clock=lambda: now)[1] == 16386
     assert integrity.check(folder, files, clock=lambda: now)[1] == 16386
 
@@ -404,3 +408,47 @@ def test_prune_keeps_what_a_run_used_after_it_was_listed(tmp_path):
     os.utime(tmp_path / ".used" / old.name, (month_ago, month_ago))
     assert prune.remove(tmp_path, listed, 14) is True and not old.exists()
     assert prune.remove(tmp_path, listed, 14) is False  # already gone
+
+
+def test_a_reuse_is_wanted_before_it_is_verified_so_a_prune_leaves_it(tmp_path, monkeypatch):
+    """A prune that listed an artifact as unused looks again under its build lock; a run that
+    is verifying it to reuse it must already count as a use then (it was removed between the
+    run's check and its use)."""
+    import os
+    import time
+
+    from perf_tests.harness import prune
+
+    folder = ArtifactCache(tmp_path, log=lambda line: None).get_or_build(
+        "onnx-int8", {"model": "m"}, write_weights)
+    month_ago = time.time() - 30 * prune.DAY
+    os.utime(tmp_path / ".used" / folder.name, (month_ago, month_ago))
+    assert prune.stale(tmp_path, 14) == [folder]  # listed by a prune ...
+    run = ArtifactCache(tmp_path, log=lambda line: None)
+    verify = run._problem
+
+    def verified_then_pruned(final):
+        problem = verify(final)
+        assert not prune.remove(tmp_path, folder, 14)  # ... which looks again meanwhile
+        return problem
+
+    monkeypatch.setattr(run, "_problem", verified_then_pruned)
+    assert run.get_or_build("onnx-int8", {"model": "m"}, write_weights) == folder
+    assert (folder / "artifact.json").is_file() and run.reused == ["onnx-int8"]
+
+
+def test_the_tools_take_paths_as_the_gate_does(tmp_path, monkeypatch, capsys):
+    """~ expanded in PERF_CACHE_DIR as --perf-cache-dir expands it; a name the system cannot
+    take is argparse's one usage line, not a traceback."""
+    from perf_tests.harness import prune, replay
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PERF_CACHE_DIR", "~/cache")
+    (tmp_path / "cache").mkdir()
+    assert prune.main(["--dry-run"]) == 0
+    assert capsys.readouterr().out == f"0 artifacts, 0 MB to free in {tmp_path / 'cache'}\n"
+    for tool, args in ((prune.main, ["--cache-dir", "x" * 300]), (replay.main, ["x" * 300])):
+        with pytest.raises(SystemExit) as stop:
+            tool(args)
+        assert stop.value.code == 2
+        assert "File name too long; pass a path this system can open" in capsys.readouterr().err

@@ -93,3 +93,19 @@ def test_a_rate_fails_its_promise_only_with_confidence_never_on_one_unlucky_try(
     assert not tally(3, 20).worse_than(false_alarms, at_most=True)
     assert tally(4, 20).worse_than(false_alarms, at_most=True)
     assert not tally(0, 0).worse_than(detection, at_most=False)
+
+
+def test_a_bad_tries_setting_fails_the_trial_alone(monkeypatch):
+    """The trial's module is collected by every run (then deselected): a typo in
+    PERF_FIDELITY_TRIES must not stop those runs at import, and fails the trial in one line."""
+    import importlib
+
+    monkeypatch.setenv("PERF_FIDELITY_TRIES", "abc")
+    trial = importlib.reload(importlib.import_module("perf_tests.fidelity.test_live_fidelity"))
+    with pytest.raises(pytest.fail.Exception, match="PERF_FIDELITY_TRIES 'abc' is not a whole "):
+        trial.trials()
+    monkeypatch.setenv("PERF_FIDELITY_TRIES", "-1")
+    with pytest.raises(pytest.fail.Exception, match="PERF_FIDELITY_TRIES -1 is out of range"):
+        trial.trials()
+    monkeypatch.setenv("PERF_FIDELITY_TRIES", "3")
+    assert trial.trials() == 3
