@@ -106,6 +106,22 @@ def count_parameters(folder: Path) -> int:
     return total
 
 
+def _missing(folder: Path) -> list[str]:
+    """What a model folder lacks to be loaded, built and scored: weights and a tokenizer (a
+    folder saved without ``tokenizer.save_pretrained`` passed, built every variant, then failed
+    every test)."""
+    from perf_tests.harness.engines import _hf, pytorch
+
+    missing = []
+    if not pytorch.weight_files(folder):
+        missing.append("weights (model.safetensors, pytorch_model.bin, or either one's "
+                       "*.index.json with every shard it lists)")
+    if not _hf.has_tokenizer(folder):
+        missing.append("a tokenizer (tokenizer.json, spiece.model, vocab.json or source.spm: "
+                       "save it beside the model with tokenizer.save_pretrained)")
+    return missing
+
+
 def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                       fingerprint: str | None = None) -> ModelSpec:
     config = _embedded_config(folder) if kind == "embedded" else _seq2seq_config(folder, name)
@@ -122,6 +138,9 @@ def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
         raise ModelError(f"model {name}: a setting in {folder} cannot be read ({type(error).__name__}"
                          f": {error}): check its config.json, generation_config.json and "
                          "*.safetensors") from None
+    missing = [] if kind == "embedded" else _missing(folder)
+    if missing:
+        raise ModelError(f"model {name}: {folder} lacks {' and '.join(missing)}")
     return ModelSpec(name, kind, folder, fingerprint or hash_files(folder, WEIGHT_PATTERNS),
                      config.model_type, prefix, pair[0], pair[1], beams, max_new_tokens,
                      parameters)
@@ -134,7 +153,9 @@ def _hub_folder(model_id: str) -> Path:
 
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.spm", "vocab*"]
     try:
-        return Path(snapshot_download(model_id, allow_patterns=patterns, local_files_only=True))
+        cached = Path(snapshot_download(model_id, allow_patterns=patterns, local_files_only=True))
+        if not _missing(cached):
+            return cached  # else only its tokenizer or config was fetched: download the rest
     except HFValidationError:
         raise ModelError(f"model {model_id!r} is neither an embedded model ({', '.join(EMBEDDED)}),"
                          " an existing folder, nor a valid hub id") from None
@@ -145,7 +166,11 @@ def _hub_folder(model_id: str) -> Path:
                          "set: download it once with network access, or pass a local folder or "
                          f"an embedded model ({', '.join(EMBEDDED)})")
     try:
-        return Path(snapshot_download(model_id, allow_patterns=patterns, etag_timeout=10))
+        folder = Path(snapshot_download(model_id, allow_patterns=patterns, etag_timeout=10))
+        if _missing(folder):  # the .bin weights only where there are no safetensors: not both
+            folder = Path(snapshot_download(model_id, etag_timeout=10,
+                                            allow_patterns=[*patterns, "pytorch_model*.bin"]))
+        return folder
     except Exception as error:
         reason = type(error).__name__
         raise ModelError(f"model {model_id} is not in the Hugging Face cache and cannot be "

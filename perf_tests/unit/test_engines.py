@@ -228,3 +228,27 @@ def test_nothing_imports_torch_before_the_gate_prepares_its_process(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert "perf-gate: arch" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
     assert "NOTE torch was imported before" not in done.stdout
+
+
+def test_torch_int8_decodes_with_the_models_own_generation_settings(tmp_path):
+    """pytorch-fp32 reads generation_config.json with from_pretrained; torch-int8 builds its
+    module tree from the config alone, and decoded with transformers' defaults instead (a
+    model's no_repeat_ngram_size was honoured by one and not the other)."""
+    import json
+    import shutil
+
+    from perf_tests.harness.engines import pytorch
+    from perf_tests.harness.models import TINY_DIR
+
+    source = tmp_path / "model"
+    shutil.copytree(TINY_DIR, source)
+    settings = json.loads((source / "generation_config.json").read_text())
+    (source / "generation_config.json").write_text(json.dumps(
+        {**settings, "no_repeat_ngram_size": 2, "length_penalty": 0.6}))
+    built = tmp_path / "torch-int8"
+    built.mkdir()
+    pytorch.build(source, built, {"quantize": "dynamic-int8"}, "avx2")
+    fp32, int8 = (pytorch.load(folder, 1, {}).generator.model.generation_config
+                  for folder in (source, built))
+    assert (int8.no_repeat_ngram_size, int8.length_penalty) == (2, 0.6)
+    assert (fp32.no_repeat_ngram_size, fp32.length_penalty) == (2, 0.6)

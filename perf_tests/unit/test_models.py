@@ -148,3 +148,45 @@ def test_scale_model_parameter_count_matches_its_shape():
         model = T5ForConditionalGeneration(T5Config(**scale.T5_SMALL_SHAPE))
     assert sum(p.numel() for p in model.parameters()) == scale.PARAMETERS
     assert models.resolve("t5-small-random").parameters == scale.PARAMETERS
+
+
+@pytest.mark.parametrize("left_out, problem", [
+    (("tokenizer.json", "spiece.model", "tokenizer_config.json", "special_tokens_map.json"),
+     "lacks a tokenizer (tokenizer.json, spiece.model, vocab.json or source.spm: save it "
+     "beside the model with tokenizer.save_pretrained)"),
+    (("model.safetensors",), "lacks weights (model.safetensors, pytorch_model.bin, or either "
+                             "one's *.index.json with every shard it lists)"),
+])
+def test_a_folder_without_weights_or_a_tokenizer_is_one_line_before_anything_is_built(
+        tmp_path, left_out, problem):
+    """Such a folder passed, every variant was built from it, then every test failed with a
+    traceback (the tokenizer's, or transformers')."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(models.TINY_DIR, folder,
+                    ignore=lambda _, names: [n for n in names if n in left_out])
+    with pytest.raises(ModelError, match=f"model {folder}: {folder} ") as error:
+        models.resolve(str(folder))
+    assert str(error.value).endswith(problem)
+
+
+def test_the_weights_are_the_files_transformers_loads(tmp_path):
+    """A git clone of a hub model holds model.safetensors and pytorch_model.bin, of which
+    transformers loads one; a sharded checkpoint is its index's shards."""
+    from perf_tests.harness.engines import pytorch
+
+    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        (tmp_path / name).write_text("{}")
+    assert pytorch.weight_files(tmp_path) == (tmp_path / "model.safetensors",)
+    (tmp_path / "model.safetensors").unlink()
+    assert pytorch.weight_files(tmp_path) == (tmp_path / "pytorch_model.bin",)
+    (tmp_path / "pytorch_model.bin").unlink()
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": shards[0], "b": shards[1], "c": shards[1]}}))
+    assert pytorch.weight_files(tmp_path) == () and pytorch.holds_model(tmp_path)
+    for shard in shards:
+        (tmp_path / shard).write_text("{}")
+    assert pytorch.weight_files(tmp_path) == tuple(tmp_path / shard for shard in shards)
+    assert pytorch.holds_model(tmp_path) == ""

@@ -8,6 +8,7 @@ Such a model cannot be written with ``save_pretrained``, so the artifact holds i
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from perf_tests.harness.engines._hf import HFGenerator, copy_side_files
 
 NAME = "pytorch"
 SOURCE = "model"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# what transformers loads, in its order: one safetensors file or the shards its index lists,
+# else the PyTorch .bin or its shards
+WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"),
+                ("pytorch_model.bin", "pytorch_model.bin.index.json"))
 INT8_STATE = "model_int8.pt"
 RECIPE = {"quantize": Option(str, "dynamic int8 of every nn.Linear", ("dynamic-int8",))}
 
@@ -25,12 +29,31 @@ def unavailable() -> str:
     return ""  # torch and transformers are the suite's own requirements
 
 
+def weight_files(folder: Path) -> tuple[Path, ...]:
+    """The weights files transformers loads from a folder (a git clone of a hub model holds both
+    formats, of which it reads one); () when there are none, or a shard an index lists is
+    missing."""
+    folder = Path(folder)
+    for single, index in WEIGHT_FILES:
+        if (folder / single).is_file():
+            return (folder / single,)
+        if (folder / index).is_file():
+            try:
+                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return ()
+            files = tuple(folder / shard for shard in shards)
+            return files if files and all(path.is_file() for path in files) else ()
+    return ()
+
+
 def holds_model(folder: Path) -> str:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         return f"{folder} has no config.json"
-    if not any((folder / name).is_file() for name in (*WEIGHT_FILES, INT8_STATE)):
-        return f"{folder} holds no weights ({', '.join(WEIGHT_FILES)} or {INT8_STATE})"
+    if not weight_files(folder) and not (folder / INT8_STATE).is_file():
+        names = ", ".join(name for pair in WEIGHT_FILES for name in pair)
+        return f"{folder} holds no weights ({names} with its shards, or {INT8_STATE})"
     return ""
 
 
@@ -81,8 +104,7 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     state = folder / INT8_STATE
     if not state.is_file():
         model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=torch.float32).eval()
-        files = tuple(folder / name for name in WEIGHT_FILES if (folder / name).is_file())
-        return Loaded(HFGenerator(model), files)
+        return Loaded(HFGenerator(model), weight_files(folder))
     from transformers.modeling_utils import no_init_weights
 
     # The module tree without initializing its fp32 weights: their pages are never written, so
@@ -96,4 +118,10 @@ def load(folder: Path, threads: int, options: dict) -> Loaded:
     # weights_only=False: packed int8 parameters are pickled objects; the file is one this
     # suite's own builder wrote into its cache, hash-verified before every reuse
     model.load_state_dict(torch.load(state, weights_only=False, mmap=True))
+    if (folder / "generation_config.json").is_file():
+        # from_config leaves the model's own generation settings (no_repeat_ngram_size, a
+        # length penalty) out, which from_pretrained reads for pytorch-fp32: both decode alike
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(folder)
     return Loaded(HFGenerator(model), (state,))
