@@ -336,6 +336,10 @@ def build_config(options: dict, cpu: CpuInfo) -> GateConfig:
     if plant and plant.variant != ALL_VARIANTS and plant.variant not in variants:
         raise ConfigError(f"--perf-plant {options['plant']}: {plant.variant} is not measured in "
                           f"this run (variants {', '.join(variants)}): add it to --perf-variants")
+    if plant and plant.noise and plant.variant in specs and specs[plant.variant].folder:
+        raise ConfigError(f"--perf-plant {options['plant']}: {plant.variant} is loaded from its "
+                          "folder as it is, never built, so no noise can be built into its "
+                          "weights: plant a slowdown, or noise in a variant the suite builds")
     results_dir = writable_dir(Path(options.get("results_dir") or ROOT / "results"),
                                "results folder")
     return GateConfig(

@@ -84,7 +84,14 @@ def _generation_settings(config, folder: Path | None, source: str, target: str):
     beams = task.get("num_beams")
     if beams is None and folder is not None and (folder / "generation_config.json").is_file():
         beams = json.loads((folder / "generation_config.json").read_text()).get("num_beams")
-    return task.get("prefix", ""), int(beams or 4)
+    prefix, beams = task.get("prefix", ""), int(beams or 4)
+    # read here, where a wrong one is one line, not where generate() or the prefix's
+    # concatenation would raise mid-run
+    if not isinstance(prefix, str):
+        raise TypeError(f"the prefix {prefix!r} is not text")
+    if beams < 1:
+        raise ValueError(f"num_beams {beams} is below 1")
+    return prefix, beams
 
 
 def count_parameters(folder: Path) -> int:

@@ -273,3 +273,32 @@ def test_shape_and_plant_parsing():
     machine = Plant.parse("all:slowdown=0.3")
     assert machine.applies_to("pytorch-fp32") and machine.applies_to("onnx-int8")
     assert not Plant("onnx-int8", slowdown=0.3).applies_to("onnx-o3")
+
+
+def test_noise_is_not_planted_in_a_folder_variant(tmp_path):
+    """A folder variant is loaded as it is, never built: noise planted there was accepted and
+    did nothing."""
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    for name in ("encoder_model.onnx", "decoder_model_merged.onnx", "config.json"):
+        (folder / name).write_text("x")
+    variants = tmp_path / "variants.toml"
+    variants.write_text('[pytorch-fp32]\nengine = "pytorch"\n'
+                        '[theirs]\nengine = "onnxruntime"\nfolder = "theirs"\n')
+    given = options(tmp_path, variants_file=str(variants))
+    with pytest.raises(ConfigError, match="theirs is loaded from its folder as it is, never built"):
+        build_config({**given, "plant": "theirs:noise=0.5"}, AVX2)
+    assert build_config({**given, "plant": "theirs:slowdown=0.5"}, AVX2).plant.slowdown == 0.5
+
+
+def test_a_models_prefix_and_beams_are_checked_where_they_are_read(tmp_path):
+    import json
+
+    from perf_tests.harness.models import ModelError, resolve
+
+    for params, problem in (({"prefix": 5}, "the prefix 5 is not text"),
+                            ({"num_beams": -3}, "num_beams -3 is below 1")):
+        (tmp_path / "config.json").write_text(json.dumps(
+            {"model_type": "t5", "task_specific_params": {"translation_en_to_fr": params}}))
+        with pytest.raises(ModelError, match=problem):
+            resolve(str(tmp_path))

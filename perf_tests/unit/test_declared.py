@@ -104,3 +104,15 @@ def test_the_baseline_must_be_declared(tmp_path):
 def test_option_types():
     assert Option(bool, "").problem(True) == "" and Option(int, "").problem(True)
     assert Option(list, "").problem(["a"]) == "" and Option(list, "").problem([1])
+
+
+def test_a_ctranslate2_folder_needs_the_tokenizers_config_too(tmp_path):
+    """Without tokenizer_config.json, AutoTokenizer reads CTranslate2's own config.json, which
+    names no model type: the folder passed and its load failed mid-run."""
+    from perf_tests.harness.engines import ctranslate2
+
+    for name in ("model.bin", "config.json", "spiece.model"):
+        (tmp_path / name).write_text("x")
+    assert "holds no tokenizer files (tokenizer_config.json" in ctranslate2.holds_model(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    assert ctranslate2.holds_model(tmp_path) == ""

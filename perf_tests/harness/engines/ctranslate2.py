@@ -49,9 +49,12 @@ def holds_model(folder: Path) -> str:
     folder = Path(folder)
     if not (folder / "model.bin").is_file():
         return f"{folder} holds no model.bin (is it a CTranslate2 model folder?)"
-    if not has_tokenizer(folder):
-        return (f"{folder} holds no tokenizer files: copy the Hugging Face model's tokenizer "
-                "files beside model.bin (CTranslate2 takes tokens, not ids)")
+    # tokenizer_config.json too: without it AutoTokenizer reads CTranslate2's own config.json,
+    # which names no model type, and the load fails mid-run
+    if not has_tokenizer(folder) or not (folder / "tokenizer_config.json").is_file():
+        return (f"{folder} holds no tokenizer files (tokenizer_config.json beside tokenizer.json "
+                "or spiece.model): copy the Hugging Face model's tokenizer files beside model.bin "
+                "(CTranslate2 takes tokens, not ids)")
     return ""
 
 
