@@ -96,6 +96,9 @@ def _variant(name: str, table, base: Path, file_name: str) -> VariantSpec:
                           f"{', '.join(sorted(ENGINES))}")
     engine = ENGINES[engine_name]
     recipe = _options(table.get("recipe", {}), engine.RECIPE, where, "recipe")
+    problem = engine.recipe_problem(recipe)
+    if problem:
+        raise ConfigError(f"{where}.recipe: {problem}")
     load = _options(table.get("load", {}), engine.LOAD, where, "load")
     if not isinstance(table.get("default", True), bool):
         raise ConfigError(f"{where}.default: expected true or false")

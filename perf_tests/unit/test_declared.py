@@ -78,6 +78,14 @@ def test_a_teams_recipe_and_folder(tmp_path):
     ('[x]\nengine = "pytorch"\n[x.y]\n', r"\[x\].y: unknown key"),
     ("[x\n", r"is not valid TOML"),
     ('[x]\nengine = ["onnxruntime"]\n', r"\[x\].engine: unknown engine \['onnxruntime'\]"),
+    # recipes whose options do not go together: refused before anything is built (one raised
+    # after the export was built, the other was built in fp32 without a word)
+    ('[x]\nengine = "onnxruntime"\nrecipe = { optimize = "O3", quantize = "preset" }\n',
+     r"\[x\].recipe: optimize and quantize do not stack"),
+    ('[x]\nengine = "onnxruntime"\nrecipe = { per_channel = true }\n',
+     r"\[x\].recipe: per_channel set the quantizer, which this recipe does not run"),
+    ('[x]\nengine = "onnxruntime-beamsearch"\nrecipe = { share_embedding = false }\n',
+     r"\[x\].recipe: share_embedding shape the int8 weights, which this recipe does not build"),
     ('[x]\nengine = "onnxruntime"\nfolder = "a\\u0000b"\n',
      r"\[x\].folder 'a\\x00b': embedded null byte; pass a path this system can open"),
 ])

@@ -252,3 +252,21 @@ def test_torch_int8_decodes_with_the_models_own_generation_settings(tmp_path):
                   for folder in (source, built))
     assert (int8.no_repeat_ngram_size, int8.length_penalty) == (2, 0.6)
     assert (fp32.no_repeat_ngram_size, fp32.length_penalty) == (2, 0.6)
+
+
+def test_embedding_left_alone_when_the_head_is_quantized_per_channel(tmp_path):
+    """s8 weights with per_channel = true (the avx512_vnni preset's, declared): the head's scale
+    has a value per vocabulary column, so its table cannot stand in for the embedding."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = tmp_path / "tied.onnx"
+    quantized_tied_model(path, vocab=40, head_weights="s8")
+    model = onnx.load(str(path))
+    for name, values in (("head_scale", numpy.full(40, 0.01, numpy.float32)),
+                         ("head_zero_point", numpy.zeros(40, numpy.int8))):
+        tensor = next(t for t in model.graph.initializer if t.name == name)
+        tensor.CopyFrom(numpy_helper.from_array(values, name))
+    onnx.save(model, str(path))
+    assert beamsearch.share_embedding(path) == ""
+    assert "emb_quantized" in {t.name for t in onnx.load(str(path)).graph.initializer}

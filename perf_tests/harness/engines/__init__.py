@@ -27,6 +27,9 @@ new file. Every engine module defines:
     could not be done, for the session's header.
 ``uses_preset(recipe)``
     whether the CPU's quantization preset is part of the recipe (and so of the artifact key).
+``recipe_problem(recipe)`` (optional, default none)
+    what is wrong with a recipe's options taken together ("" when nothing is), checked when
+    the variants file is read, before anything is built.
 ``builds(recipe)``
     whether the recipe builds anything (False: the variant loads its source folder as it is).
 ``build(source, out, recipe, preset)``
@@ -132,7 +135,8 @@ def _fixed(source: str):
 # What an engine module may leave out: the common case, filled in at discovery.
 DEFAULTS = {"LOAD": {}, "BUILD_VERSION": 1, "unsupported": _nothing_unsupported,
             "verify": _nothing_unsupported, "builds": lambda recipe: True,
-            "uses_preset": lambda recipe: False, "before_torch": lambda: ""}
+            "uses_preset": lambda recipe: False, "before_torch": lambda: "",
+            "recipe_problem": _nothing_unsupported}
 
 
 def _discover() -> dict[str, ModuleType]:

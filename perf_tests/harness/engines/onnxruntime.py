@@ -89,6 +89,20 @@ def export(model_folder: Path, out: Path) -> dict:
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}
 
 
+QUANTIZER_OPTIONS = ("per_channel", "nodes_to_exclude", "operators_to_quantize")
+
+
+def recipe_problem(recipe: dict) -> str:
+    if recipe.get("optimize") and recipe.get("quantize"):
+        return ("optimize and quantize do not stack (quantizing a fused graph fails optimum's "
+                "shape inference): declare two variants, or keep one of them")
+    knobs = [key for key in QUANTIZER_OPTIONS if key in recipe]
+    if knobs and not recipe.get("quantize"):
+        return (f"{', '.join(knobs)} set the quantizer, which this recipe does not run (it "
+                "would be built in fp32): add quantize = \"preset\" or drop them")
+    return ""
+
+
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
     if recipe.get("optimize") and recipe.get("quantize"):
         # quantizing a fused graph fails optimum's shape inference, so the two do not stack

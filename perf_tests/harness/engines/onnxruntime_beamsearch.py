@@ -33,7 +33,7 @@ from perf_tests.harness.engines import onnxruntime as optimum_path
 from perf_tests.harness.engines._hf import copy_side_files, has_tokenizer, tracing
 
 NAME = "onnxruntime-beamsearch"
-BUILD_VERSION = 3  # part of the artifact key: bump when build() writes something else
+BUILD_VERSION = 4  # part of the artifact key: bump when build() writes something else
 SOURCE = "model"
 GRAPH = "model_beamsearch.onnx"
 MODEL_TYPES = ("t5", "mt5")
@@ -199,7 +199,11 @@ def share_embedding(path: Path, tied: bool = True) -> str:
                                   value(f"{base_head}_zero_point"))):
         how = "lossless"
     elif (tensors[head].data_type == onnx.TensorProto.INT8
-          and not value(f"{base_head}_zero_point").any()):
+          and not value(f"{base_head}_zero_point").any()
+          and value(f"{base_head}_scale").size == 1):
+        # per tensor only: with per_channel the head's scale has one value per vocabulary
+        # column, which a row read through the Gather cannot take (its DequantizeLinear
+        # failed at run time, after the artifact was built and cached)
         how = "requantized"
     else:
         return ""
@@ -221,6 +225,14 @@ def share_embedding(path: Path, tied: bool = True) -> str:
     tensors[head].name = SHARED_TABLE
     onnx.save(model, str(path))
     return how
+
+
+def recipe_problem(recipe: dict) -> str:
+    knobs = [key for key in ("per_channel", "share_embedding") if key in recipe]
+    if knobs and not recipe.get("quantize"):
+        return (f"{', '.join(knobs)} shape the int8 weights, which this recipe does not build (it "
+                "would be built in fp32): add quantize = \"preset\" or drop them")
+    return ""
 
 
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
