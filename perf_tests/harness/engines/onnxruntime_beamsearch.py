@@ -56,6 +56,12 @@ def unavailable() -> str:
     return import_problem("onnxruntime.transformers.convert_generation")
 
 
+def unsupported(model_type: str) -> str:
+    """The BeamSearch graph is built for T5 and mT5; any other type falls back to optimum's
+    export, which must then take it."""
+    return optimum_path.unsupported(model_type) if beam_search_problem(model_type) else ""
+
+
 def beam_search_problem(model_type: str) -> str:
     """Why the BeamSearch graph cannot be built for this model type ("" when it can)."""
     if model_type not in MODEL_TYPES:
