@@ -65,7 +65,10 @@ def trials() -> int:
         return parsing.number("PERF_FIDELITY_TRIES", os.environ.get("PERF_FIDELITY_TRIES"),
                               default=DEFAULT_TRIES, bounds=parsing.Range(0))
     except parsing.ConfigError as error:
-        pytest.fail(str(error), pytrace=False)
+        problem = str(error)
+    # failed outside the except block: raised inside it, the failure carries the ConfigError as
+    # its context, and pytest prints the line twice ("During handling of the above exception")
+    pytest.fail(problem, pytrace=False)
 
 
 def test_the_gate_keeps_its_promises_on_this_machine(gate_run, workdir,

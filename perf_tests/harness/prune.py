@@ -56,6 +56,15 @@ def leftovers(root: Path) -> list[Path]:
     return found
 
 
+def wanted_since(root: Path, folder: Path, unused_days: float) -> bool:
+    """Looked at once more after the folder is renamed aside: a reuse marks its artifact wanted
+    before verifying it, without the build lock, so one that marked it between the look under
+    the lock and the rename may have verified it whole; one that marks it later finds it gone
+    and builds it again under the lock."""
+    used = root / USED / folder.name
+    return used.is_file() and time.time() - used.stat().st_mtime <= unused_days * DAY
+
+
 def remove(root: Path, folder: Path, unused_days: float) -> bool:
     """Remove one stale artifact under its build lock; False when, looked at again under the
     lock, a run has used it since it was listed, or another prune has removed it."""
@@ -66,6 +75,9 @@ def remove(root: Path, folder: Path, unused_days: float) -> bool:
             return False
         aside = root / f".tmp-{folder.name}-pruned-{os.getpid()}"
         os.rename(folder, aside)
+        if wanted_since(root, folder, unused_days):
+            os.rename(aside, folder)  # a run reusing it found it whole: it stays whole
+            return False
         shutil.rmtree(aside, ignore_errors=True)
         (root / USED / folder.name).unlink(missing_ok=True)
         return True

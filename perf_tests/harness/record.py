@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.trim_only:
         if not args.trim_only.is_dir():
-            print(f"record: {args.trim_only} is not a folder", file=sys.stderr)
-            return 2
+            parser.error(f"--trim-only {args.trim_only} is not a folder: pass a history storage "
+                         "folder such as results/history/x86_64")
         print(write_trimmed(args.trim_only, args.label))
         return 0
     if not 0.0 <= args.contention < 1.0:

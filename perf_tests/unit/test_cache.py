@@ -154,6 +154,7 @@ def test_flipped_byte_with_its_times_restored_is_still_found(tmp_path):
     assert integrity.check(folder, files, clock=lambda: later + 1) == ("", 0)  # and trusted
     weights = folder / "model.onnx_data"
     before = weights.stat()
+    _past_its_last_change(weights)
     _flip_byte(weights, 100)
     os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
     problem, hashed = integrity.check(folder, files, clock=lambda: later + 2)
@@ -168,6 +169,7 @@ def test_unchanged_files_are_not_hashed_again(tmp_path, monkeypatch):
     later = time.time_ns() + 10**10  # as if this reuse came 10 s after the build
     assert integrity.check(folder, files, clock=lambda: later) == ("", 16386)
     assert integrity.check(folder, files, clock=lambda: later + 1) == ("", 0)
+    _past_its_last_change(folder / "model.onnx_data")
     _flip_byte(folder / "model.onnx_data", 5)
     problem, hashed = integrity.check(folder, files, clock=lambda: later + 2)
     assert "content differs" in problem and hashed == 16384
@@ -301,6 +303,15 @@ class _no_outline:
 
     def __exit__(self, *exc):
         return False
+
+
+def _past_its_last_change(path) -> None:
+    """Wait until a change of ``path`` would get a later ctime than its last one: many file
+    systems take the time from a clock that ticks every few milliseconds, and a change in the
+    same tick as the build's write would leave the stamp as it was, where the test asks whether
+    the stamp sees the change."""
+    while time.time_ns() < path.stat().st_ctime_ns + 20_000_000:
+        time.sleep(0.005)
 
 
 def _flip_byte(path, offset):
@@ -440,15 +451,45 @@ def test_a_reuse_is_wanted_before_it_is_verified_so_a_prune_leaves_it(tmp_path, 
 def test_the_tools_take_paths_as_the_gate_does(tmp_path, monkeypatch, capsys):
     """~ expanded in PERF_CACHE_DIR as --perf-cache-dir expands it; a name the system cannot
     take is argparse's one usage line, not a traceback."""
-    from perf_tests.harness import prune, replay
+    from perf_tests.harness import prune, record, replay
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("PERF_CACHE_DIR", "~/cache")
     (tmp_path / "cache").mkdir()
     assert prune.main(["--dry-run"]) == 0
     assert capsys.readouterr().out == f"0 artifacts, 0 MB to free in {tmp_path / 'cache'}\n"
-    for tool, args in ((prune.main, ["--cache-dir", "x" * 300]), (replay.main, ["x" * 300])):
+    too_long = "x" * 300
+    for tool, args in ((prune.main, ["--cache-dir", too_long]), (replay.main, [too_long]),
+                       (record.main, ["--label", "m", "--trim-only", too_long]),
+                       (record.main, ["--label", "m", "--results", too_long])):
         with pytest.raises(SystemExit) as stop:
             tool(args)
         assert stop.value.code == 2
         assert "File name too long; pass a path this system can open" in capsys.readouterr().err
+
+
+def test_a_reuse_marked_between_the_prunes_look_and_its_rename_keeps_the_artifact(
+        tmp_path, monkeypatch):
+    """The reuse takes no lock: it may mark the artifact wanted just after the prune looked
+    under the lock, and verify it before the prune renamed it aside; the prune looks once more
+    and puts it back."""
+    import os
+    import time
+
+    from perf_tests.harness import prune
+
+    folder = ArtifactCache(tmp_path, log=lambda line: None).get_or_build(
+        "onnx-int8", {"model": "m"}, write_weights)
+    month_ago = time.time() - 30 * prune.DAY
+    os.utime(tmp_path / ".used" / folder.name, (month_ago, month_ago))
+    rename = os.rename
+
+    def wanted_then_renamed(source, target):
+        if source == folder:
+            (tmp_path / ".used" / folder.name).touch()  # the run's mark, just after the look
+        rename(source, target)
+
+    monkeypatch.setattr(prune.os, "rename", wanted_then_renamed)
+    assert prune.remove(tmp_path, folder, 14) is False
+    assert (folder / "weights.bin").read_bytes() == b"\x00" * 1024
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
