@@ -84,14 +84,18 @@ def _generation_settings(config, folder: Path | None, source: str, target: str):
     beams = task.get("num_beams")
     if beams is None and folder is not None and (folder / "generation_config.json").is_file():
         beams = json.loads((folder / "generation_config.json").read_text()).get("num_beams")
-    prefix, beams = task.get("prefix", ""), int(beams or 4)
+    # null is no prefix, as transformers' pipelines read it; 0 beams is not the default 4
+    prefix = "" if task.get("prefix") is None else task["prefix"]
+    beams = 4 if beams is None else beams
     # read here, where a wrong one is one line, not where generate() or the prefix's
     # concatenation would raise mid-run
     if not isinstance(prefix, str):
         raise TypeError(f"the prefix {prefix!r} is not text")
-    if beams < 1:
+    if isinstance(beams, bool) or isinstance(beams, float) and not beams.is_integer():
+        raise TypeError(f"num_beams {beams!r} is not a whole number")
+    if int(beams) < 1:
         raise ValueError(f"num_beams {beams} is below 1")
-    return prefix, beams
+    return prefix, int(beams)
 
 
 def count_parameters(folder: Path) -> int:
@@ -113,18 +117,20 @@ def count_parameters(folder: Path) -> int:
     return total
 
 
-def _missing(folder: Path) -> list[str]:
+def _missing(folder: Path, brief: bool = False) -> list[str]:
     """What a model folder lacks to be loaded, built and scored: weights and a tokenizer (a
     folder saved without ``tokenizer.save_pretrained`` passed, built every variant, then failed
-    every test)."""
+    every test). ``brief``: the names alone."""
     from perf_tests.harness.engines import _hf, pytorch
 
     missing = []
     if not pytorch.weight_files(folder):
-        missing.append("weights (model.safetensors, pytorch_model.bin, or either one's "
+        missing.append("weights" if brief else
+                       "weights (model.safetensors, pytorch_model.bin, or either one's "
                        "*.index.json with every shard it lists)")
     if not _hf.has_tokenizer(folder):
-        missing.append("a tokenizer (tokenizer.json, spiece.model, vocab.json or source.spm: "
+        missing.append("a tokenizer" if brief else
+                       "a tokenizer (tokenizer.json, spiece.model, vocab.json or source.spm: "
                        "save it beside the model with tokenizer.save_pretrained)")
     return missing
 
@@ -153,37 +159,58 @@ def _spec_from_folder(name: str, kind: str, folder: Path, pair: tuple[str, str],
                      parameters)
 
 
-def _hub_folder(model_id: str) -> Path:
-    """The local snapshot of a hub model: from the cache, or downloaded where the network allows."""
+HUB_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.spm", "vocab*", "*.tokenizer")
+
+
+def _cached_snapshot(model_id: str) -> tuple[Path | None, str]:
+    """A hub model's complete snapshot in the cache, else None and what the cache holds of it."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.spm", "vocab*"]
     try:
-        cached = Path(snapshot_download(model_id, allow_patterns=patterns, local_files_only=True))
-        if not _missing(cached):
-            return cached  # else only its tokenizer or config was fetched: download the rest
+        cached = Path(snapshot_download(model_id, allow_patterns=list(HUB_PATTERNS),
+                                        local_files_only=True))
     except HFValidationError:
         raise ModelError(f"model {model_id!r} is neither an embedded model ({', '.join(EMBEDDED)}),"
                          " an existing folder, nor a valid hub id") from None
-    except Exception:  # not in the cache: try the network below
-        pass
+    except Exception:  # not in the cache
+        return None, "is not in the Hugging Face cache"
+    lacking = _missing(cached, brief=True)  # a config and a tokenizer fetched alone, say
+    if lacking:
+        return None, f"is in the Hugging Face cache without {' and '.join(lacking)}"
+    return cached, ""
+
+
+def _hub_folder(model_id: str) -> Path:
+    """The local snapshot of a hub model: from the cache, or downloaded where the network allows
+    (also where the cache holds only part of it)."""
+    from huggingface_hub import snapshot_download
+
+    cached, where = _cached_snapshot(model_id)
+    if cached is not None:
+        return cached
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ModelError(f"model {model_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
-                         "set: download it once with network access, or pass a local folder or "
-                         f"an embedded model ({', '.join(EMBEDDED)})")
+        raise ModelError(f"model {model_id} {where} and HF_HUB_OFFLINE is set: download it once "
+                         "with network access, or pass a local folder or an embedded model "
+                         f"({', '.join(EMBEDDED)})")
     try:
-        folder = Path(snapshot_download(model_id, allow_patterns=patterns, etag_timeout=10))
+        folder = Path(snapshot_download(model_id, allow_patterns=list(HUB_PATTERNS),
+                                        etag_timeout=10))
         if _missing(folder):  # the .bin weights only where there are no safetensors: not both
             folder = Path(snapshot_download(model_id, etag_timeout=10,
-                                            allow_patterns=[*patterns, "pytorch_model*.bin"]))
-        return folder
+                                            allow_patterns=[*HUB_PATTERNS, "pytorch_model*.bin"]))
     except Exception as error:
-        reason = type(error).__name__
-        raise ModelError(f"model {model_id} is not in the Hugging Face cache and cannot be "
-                         f"downloaded ({reason}: no network to the hub?): download it once with "
+        raise ModelError(f"model {model_id} {where} and cannot be downloaded "
+                         f"({type(error).__name__}: no network to the hub?): download it once with "
                          "network access, or pass a local folder or an embedded model "
                          f"({', '.join(EMBEDDED)})") from None
+    lacking = _missing(folder, brief=True)
+    if lacking:  # huggingface_hub answers from the cache where the hub cannot be reached
+        raise ModelError(f"model {model_id}: its snapshot {folder} lacks {' and '.join(lacking)} "
+                         "after a download (no network to the hub, or the repository has none): "
+                         "download it once with network access, or save the model and its "
+                         "tokenizer into a folder and pass that")
+    return folder
 
 
 def resolve(name: str, pair: tuple[str, str] = ("en", "fr")) -> ModelSpec:

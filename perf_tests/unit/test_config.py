@@ -289,16 +289,3 @@ def test_noise_is_not_planted_in_a_folder_variant(tmp_path):
     with pytest.raises(ConfigError, match="theirs is loaded from its folder as it is, never built"):
         build_config({**given, "plant": "theirs:noise=0.5"}, AVX2)
     assert build_config({**given, "plant": "theirs:slowdown=0.5"}, AVX2).plant.slowdown == 0.5
-
-
-def test_a_models_prefix_and_beams_are_checked_where_they_are_read(tmp_path):
-    import json
-
-    from perf_tests.harness.models import ModelError, resolve
-
-    for params, problem in (({"prefix": 5}, "the prefix 5 is not text"),
-                            ({"num_beams": -3}, "num_beams -3 is below 1")):
-        (tmp_path / "config.json").write_text(json.dumps(
-            {"model_type": "t5", "task_specific_params": {"translation_en_to_fr": params}}))
-        with pytest.raises(ModelError, match=problem):
-            resolve(str(tmp_path))

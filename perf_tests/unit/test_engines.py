@@ -283,3 +283,17 @@ def test_a_model_type_optimum_cannot_export_is_a_skip_of_every_onnx_variant(mode
 
     assert onnxruntime.unsupported(model_type) == reason
     assert beamsearch.unsupported(model_type) == reason
+
+
+def test_a_model_type_optimum_exports_without_the_seq2seq_task_is_a_skip(monkeypatch):
+    """optimum lists the tasks it exports per model type; the ONNX variants need
+    text2text-generation-with-past, not only some export of the type."""
+    from optimum.exporters.tasks import TasksManager
+
+    from perf_tests.harness.engines import onnxruntime
+
+    monkeypatch.setattr(TasksManager, "get_supported_tasks_for_model_type",
+                        lambda *_, **__: {"feature-extraction": None})
+    assert onnxruntime.unsupported("bart") == ("optimum cannot export bart models to ONNX for "
+                                               "text2text-generation-with-past")
+    assert onnxruntime.unsupported("t5") == ""  # answered without asking optimum

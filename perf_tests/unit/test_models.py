@@ -1,6 +1,7 @@
 """Model resolution: every kind of name, and every way it can fail, in one line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,113 @@ def test_the_weights_are_the_files_transformers_loads(tmp_path):
         (tmp_path / shard).write_text("{}")
     assert pytorch.weight_files(tmp_path) == tuple(tmp_path / shard for shard in shards)
     assert pytorch.holds_model(tmp_path) == ""
+
+
+@pytest.mark.parametrize("params, problem", [
+    ({"prefix": 5}, "the prefix 5 is not text"),
+    ({"num_beams": -3}, "num_beams -3 is below 1"),
+    ({"num_beams": 0}, "num_beams 0 is below 1"),  # was taken for the default 4
+    ({"num_beams": True}, "num_beams True is not a whole number"),
+    ({"num_beams": 2.5}, "num_beams 2.5 is not a whole number"),
+])
+def test_a_models_prefix_and_beams_are_checked_where_they_are_read(tmp_path, params, problem):
+    """A prefix that is not text, or a beam count below 1, passed and failed mid-run (where the
+    prefix is joined to each sentence, or in generate())."""
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "t5", "task_specific_params": {"translation_en_to_fr": params}}))
+    with pytest.raises(ModelError, match=f"model {tmp_path}: a setting in .* cannot be read "
+                                         rf"\((TypeError|ValueError): {problem}\)"):
+        models.resolve(str(tmp_path))
+
+
+def test_a_null_prefix_is_no_prefix(tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(models.TINY_DIR, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["task_specific_params"] = {"translation_en_to_fr": {"prefix": None, "num_beams": 2}}
+    (folder / "config.json").write_text(json.dumps(config))
+    spec = models.resolve(str(folder))
+    assert (spec.prefix, spec.quality_beams) == ("", 2)
+
+
+def test_an_fsmt_folder_has_its_tokenizer_in_its_own_files(tmp_path):
+    """FSMT (facebook/wmt19-*) saves vocab-src.json, vocab-tgt.json and merges.txt, none of
+    which the tokenizer check knew: a complete folder was refused as lacking a tokenizer."""
+    from transformers import FSMTConfig
+
+    FSMTConfig().save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(safetensors_header({}))
+    for name in ("vocab-src.json", "vocab-tgt.json", "merges.txt"):
+        (tmp_path / name).write_text("{}")
+    assert models.resolve(str(tmp_path)).model_type == "fsmt"
+
+
+def hub_snapshot(cache, model_id: str, files: dict) -> Path:
+    """A snapshot of ``model_id`` in a Hugging Face cache, laid out as huggingface_hub writes."""
+    repo = cache / "hub" / f"models--{model_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name, source in files.items():
+        (snapshot / name).write_bytes(source.read_bytes())
+    return snapshot
+
+
+def test_a_hub_snapshot_without_weights_is_one_line_offline(empty_hub_cache, monkeypatch):
+    """A config and a tokenizer fetched alone (AutoTokenizer.from_pretrained does that) made a
+    snapshot the gate took for the model; it built every variant, then failed every test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tiny = models.TINY_DIR
+    hub_snapshot(empty_hub_cache / "hf-home", "t5-small",
+                 {name: tiny / name for name in ("config.json", "tokenizer.json",
+                                                 "tokenizer_config.json")})
+    with pytest.raises(ModelError) as error:
+        models.resolve("t5-small")
+    assert str(error.value).startswith("model t5-small is in the Hugging Face cache without "
+                                       "weights and HF_HUB_OFFLINE is set: download it once")
+
+
+def test_a_hub_snapshot_without_weights_is_completed_online(empty_hub_cache, monkeypatch):
+    """The rest is downloaded, the PyTorch .bin where the repository has no safetensors."""
+    import fnmatch
+
+    tiny = models.TINY_DIR
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    partial = hub_snapshot(empty_hub_cache / "hf-home", "t5-small",
+                           {name: tiny / name for name in ("config.json", "tokenizer.json")})
+    on_the_hub = {"config.json": tiny / "config.json", "tokenizer.json": tiny / "tokenizer.json",
+                  "pytorch_model.bin": tiny / "spiece.model", "flax_model.msgpack": tiny / "x"}
+    asked = []
+
+    def snapshot_download(model_id, allow_patterns, local_files_only=False, **_):
+        asked.append(allow_patterns)
+        if not local_files_only:
+            for name, source in on_the_hub.items():
+                if any(fnmatch.fnmatch(name, pattern) for pattern in allow_patterns):
+                    (partial / name).write_bytes(source.read_bytes())
+        return str(partial)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    spec = models.resolve("t5-small")
+    assert spec.kind == "hub" and spec.folder == partial
+    assert sorted(p.name for p in partial.iterdir()) == ["config.json", "pytorch_model.bin",
+                                                         "tokenizer.json"]
+    assert len(asked) == 3 and "pytorch_model*.bin" in asked[-1]
+
+
+def test_a_hub_snapshot_still_without_weights_after_a_download_is_one_line(empty_hub_cache,
+                                                                           monkeypatch):
+    """huggingface_hub answers from the cache where the hub cannot be reached: the snapshot is
+    then as incomplete as before, which is said, not passed on."""
+    tiny = models.TINY_DIR
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    partial = hub_snapshot(empty_hub_cache / "hf-home", "t5-small",
+                           {name: tiny / name for name in ("config.json", "tokenizer.json")})
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *_, **__: str(partial))
+    with pytest.raises(ModelError, match=f"model t5-small: its snapshot {partial} lacks weights "
+                                         r"after a download \(no network to the hub, or the "
+                                         "repository has none\\): download it once"):
+        models.resolve("t5-small")

@@ -73,7 +73,12 @@ def copy_side_files(source: Path, out: Path, skip: tuple[str, ...] = ()) -> None
             shutil.copy2(path, out / path.name)
 
 
+# the vocabulary files transformers' seq2seq tokenizers save (tokenizer.json for every fast one;
+# FSMT's vocab-src.json, ProphetNet's prophetnet.tokenizer, a BERT encoder-decoder's vocab.txt)
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "source.spm",
+                   "sentencepiece.bpe.model", "tokenizer.model", "vocab-src.json",
+                   "prophetnet.tokenizer", "vocab.txt")
+
+
 def has_tokenizer(folder: Path) -> bool:
-    return any((Path(folder) / name).is_file() for name in
-               ("tokenizer.json", "spiece.model", "vocab.json", "source.spm",
-                "sentencepiece.bpe.model"))
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)

@@ -66,10 +66,12 @@ def unsupported(model_type: str) -> str:
     from optimum.exporters.tasks import TasksManager
 
     try:
-        TasksManager.get_supported_tasks_for_model_type(model_type, "onnx",
-                                                        library_name="transformers")
+        tasks = TasksManager.get_supported_tasks_for_model_type(model_type, "onnx",
+                                                                library_name="transformers")
     except KeyError:
         return f"optimum cannot export {model_type} models to ONNX"
+    if EXPORT_TASK not in tasks:  # each seq2seq type optimum-onnx 0.1 takes has it; not promised
+        return f"optimum cannot export {model_type} models to ONNX for {EXPORT_TASK}"
     return ""
 
 
