@@ -27,9 +27,11 @@ from perf_tests.harness.parsing import Range, argument, path_argument
 DAY = 24 * 3600
 
 
-def last_use(root: Path, folder: Path) -> float:
+def last_use(root: Path, folder: Path, files: Path | None = None) -> float:
+    """When a run last wanted the artifact (its mark in USED), else when it was built;
+    ``files``: where its files are now, when renamed aside."""
     used = root / USED / folder.name
-    return (used if used.is_file() else folder / MARKER).stat().st_mtime
+    return (used if used.is_file() else (files or folder) / MARKER).stat().st_mtime
 
 
 def size_mb(folder: Path) -> float:
@@ -56,27 +58,20 @@ def leftovers(root: Path) -> list[Path]:
     return found
 
 
-def wanted_since(root: Path, folder: Path, unused_days: float) -> bool:
-    """Looked at once more after the folder is renamed aside: a reuse marks its artifact wanted
-    before verifying it, without the build lock, so one that marked it between the look under
-    the lock and the rename may have verified it whole; one that marks it later finds it gone
-    and builds it again under the lock."""
-    used = root / USED / folder.name
-    return used.is_file() and time.time() - used.stat().st_mtime <= unused_days * DAY
-
-
 def remove(root: Path, folder: Path, unused_days: float) -> bool:
-    """Remove one stale artifact under its build lock; False when, looked at again under the
-    lock, a run has used it since it was listed, or another prune has removed it."""
+    """Remove one stale artifact under its build lock; False when a run has used it since it
+    was listed, or another prune has removed it. Its last use is read after the folder is
+    renamed aside, not before: a reuse marks its artifact wanted before verifying it, without
+    the lock, so one that marked it until the rename may have verified it whole (it is put
+    back), and one that marks it later finds it gone and builds it again under the lock."""
     (root / ".locks").mkdir(exist_ok=True)
     with FileLock(str(root / ".locks" / f"{folder.name}.lock")):
-        if not (folder / MARKER).is_file() or time.time() - last_use(root, folder) <= (
-                unused_days * DAY):
+        if not (folder / MARKER).is_file():
             return False
         aside = root / f".tmp-{folder.name}-pruned-{os.getpid()}"
         os.rename(folder, aside)
-        if wanted_since(root, folder, unused_days):
-            os.rename(aside, folder)  # a run reusing it found it whole: it stays whole
+        if time.time() - last_use(root, folder, aside) <= unused_days * DAY:
+            os.rename(aside, folder)
             return False
         shutil.rmtree(aside, ignore_errors=True)
         (root / USED / folder.name).unlink(missing_ok=True)

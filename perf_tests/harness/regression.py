@@ -362,16 +362,24 @@ def compare_summaries(current: dict, earlier: list[tuple[dict, str]]
             new = _measured(now, part, figure, keys)
             if new is None:
                 continue
-            old = next(((found, label) for found, label in (
-                (_measured(summary.get("variants", {}).get(variant, {}), part, figure, keys), label)
-                for summary, label in reversed(earlier)) if found and found[1] == new[1]), None)
+            old = _newest_alike(earlier, variant, (part, figure, keys), new[1])
             if old is None:
                 uncompared.setdefault(kind, []).append(variant)
             else:
-                out.append(_compare(kind, variant, new[0], old[0][0], old[1]))
+                out.append(_compare(kind, variant, new[0], *old))
     notes = [f"{kind} not compared: no earlier run in the pool measured it the same way "
              f"({', '.join(variants)})" for kind, variants in uncompared.items()]
     return out, notes
+
+
+def _newest_alike(earlier: list[tuple[dict, str]], variant: str, where: tuple,
+                  how: tuple) -> tuple[float, str] | None:
+    """(the figure, the run's label) of the newest earlier summary that measured it ``how``."""
+    for summary, label in reversed(earlier):
+        found = _measured(summary.get("variants", {}).get(variant, {}), *where)
+        if found is not None and found[1] == how:
+            return found[0], label
+    return None
 
 
 def _compare(kind: str, variant: str, new: float, old: float, label: str) -> Comparison:

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf_tests.harness import tokens, workloads
-from perf_tests.harness.config import ROOT, GateConfig, Shape
+from perf_tests.harness import child_run, tokens, workloads
+from perf_tests.harness.config import GateConfig, Shape
 from perf_tests.harness.files import written_whole
 from perf_tests.harness.pool import VariantPool
 from perf_tests.harness.progress import outline
@@ -45,12 +45,9 @@ def run_memory_probe(request: dict) -> subprocess.CompletedProcess:
     only, and the probes beside it keep their figures."""
     command = [sys.executable, "-m", "perf_tests.harness.memory_probe", json.dumps(request)]
     try:
-        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                              timeout=PROBE_TIMEOUT_S)
-    except (subprocess.TimeoutExpired, OSError) as error:
-        reason = (f"no result in {PROBE_TIMEOUT_S} s" if isinstance(error, subprocess.TimeoutExpired)
-                  else f"could not start ({error})")
-        return subprocess.CompletedProcess(command, -1, "", reason)
+        return child_run.run(command, PROBE_TIMEOUT_S)  # stopped there with its reason last
+    except OSError as error:
+        return subprocess.CompletedProcess(command, -1, "", f"could not start ({error})")
 
 
 def probe_figures(probe: subprocess.CompletedProcess) -> dict | None:

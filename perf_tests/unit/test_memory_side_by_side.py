@@ -51,13 +51,27 @@ def test_a_failed_probe_fails_its_own_variant_only(monkeypatch):
     assert probed.count("pytorch-fp32") == 2  # asked again by its own test
 
 
-def test_a_probe_that_times_out_is_a_failed_probe_not_an_exception(monkeypatch):
-    def hung(command, **kwargs):
-        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+def test_a_probe_that_times_out_or_cannot_start_is_a_failed_probe_not_an_exception(
+        monkeypatch):
+    """A probe runs through child_run, which stops one at its timeout with every process it
+    started (test_child_run.py); what comes back is a failed probe with no figures."""
+    asked = []
 
-    monkeypatch.setattr(subprocess, "run", hung)
+    def stopped(command, timeout):
+        asked.append(timeout)
+        return subprocess.CompletedProcess(command, -9, "", "\nchild_run: stopped after 900 s, "
+                                           "with every process it started\n")
+
+    monkeypatch.setattr(store.child_run, "run", stopped)
     probe = store.run_memory_probe({"declaration": {"name": "ct2-int8"}})
-    assert probe.returncode == -1 and probe.stderr == f"no result in {store.PROBE_TIMEOUT_S} s"
+    assert asked == [store.PROBE_TIMEOUT_S] and store.probe_figures(probe) is None
+
+    def missing(command, timeout):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(store.child_run, "run", missing)
+    probe = store.run_memory_probe({"declaration": {"name": "ct2-int8"}})
+    assert probe.returncode == -1 and probe.stderr.startswith("could not start (")
 
 
 def test_a_probe_that_prints_no_figures_fails_its_own_variant_only(monkeypatch):
