@@ -64,6 +64,14 @@ def _options(given, allowed: dict, where: str, what: str) -> dict:
         problem = allowed[key].problem(value)
         if problem:
             raise ConfigError(f"{where}.{what}.{key}: {problem}")
+    unmet = {key: allowed[key].requires for key in given
+             if allowed[key].requires and not given.get(allowed[key].requires)}
+    if unmet:
+        needed = next(iter(unmet.values()))
+        names = ", ".join(key for key, requires in unmet.items() if requires == needed)
+        raise ConfigError(f"{where}.{what}: {names} take effect only with {needed}, which this "
+                          f"{what} leaves out (it would be built without them): set {needed} or "
+                          f"drop {names}")
     return dict(given)
 
 

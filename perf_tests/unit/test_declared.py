@@ -83,9 +83,12 @@ def test_a_teams_recipe_and_folder(tmp_path):
     ('[x]\nengine = "onnxruntime"\nrecipe = { optimize = "O3", quantize = "preset" }\n',
      r"\[x\].recipe: optimize and quantize do not stack"),
     ('[x]\nengine = "onnxruntime"\nrecipe = { per_channel = true }\n',
-     r"\[x\].recipe: per_channel set the quantizer, which this recipe does not run"),
+     r"\[x\].recipe: per_channel take effect only with quantize, which this recipe leaves "
+     r"out \(it would be built without them\): set quantize or drop per_channel"),
     ('[x]\nengine = "onnxruntime-beamsearch"\nrecipe = { share_embedding = false }\n',
-     r"\[x\].recipe: share_embedding shape the int8 weights, which this recipe does not build"),
+     r"\[x\].recipe: share_embedding take effect only with quantize"),
+    ('[x]\nengine = "onnxruntime"\nrecipe = { nodes_to_exclude = ["a"], per_channel = true }\n',
+     r"\[x\].recipe: nodes_to_exclude, per_channel take effect only with quantize"),
     ('[x]\nengine = "onnxruntime"\nfolder = "a\\u0000b"\n',
      r"\[x\].folder 'a\\x00b': embedded null byte; pass a path this system can open"),
 ])

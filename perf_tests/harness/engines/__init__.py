@@ -56,11 +56,14 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Option:
-    """One recipe or load option: its type, the values it may take, and what it does."""
+    """One recipe or load option: its type, the values it may take, what it does, and the
+    option it shapes (``requires``: a quantizer's option means nothing without ``quantize``, and
+    would be built in fp32 without a word)."""
 
     kind: type
     help: str
     choices: tuple = ()
+    requires: str = ""
 
     def problem(self, value) -> str:
         """"" when ``value`` fits, else what is wrong with it, in words."""

@@ -31,9 +31,11 @@ RECIPE = {
     "optimize": Option(str, "ORTOptimizer level on the unmerged graphs", ("O1", "O2", "O3")),
     "quantize": Option(str, "dynamic int8 with the CPU's preset or a named one",
                        ("preset", *PRESETS)),
-    "per_channel": Option(bool, "int8 scales per output channel instead of per tensor"),
-    "nodes_to_exclude": Option(list, "graph nodes kept in fp32"),
-    "operators_to_quantize": Option(list, "operator types to quantize (the preset's otherwise)"),
+    "per_channel": Option(bool, "int8 scales per output channel instead of per tensor",
+                          requires="quantize"),
+    "nodes_to_exclude": Option(list, "graph nodes kept in fp32", requires="quantize"),
+    "operators_to_quantize": Option(list, "operator types to quantize (the preset's otherwise)",
+                                    requires="quantize"),
 }
 LOAD = {
     "graph_optimization_level": Option(str, "ONNX Runtime's own graph optimizations at load",
@@ -113,17 +115,10 @@ def export(model_folder: Path, out: Path) -> dict:
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}
 
 
-QUANTIZER_OPTIONS = ("per_channel", "nodes_to_exclude", "operators_to_quantize")
-
-
 def recipe_problem(recipe: dict) -> str:
     if recipe.get("optimize") and recipe.get("quantize"):
         return ("optimize and quantize do not stack (quantizing a fused graph fails optimum's "
                 "shape inference): declare two variants, or keep one of them")
-    knobs = [key for key in QUANTIZER_OPTIONS if key in recipe]
-    if knobs and not recipe.get("quantize"):
-        return (f"{', '.join(knobs)} set the quantizer, which this recipe does not run (it "
-                "would be built in fp32): add quantize = \"preset\" or drop them")
     return ""
 
 

@@ -40,9 +40,11 @@ MODEL_TYPES = ("t5", "mt5")
 RECIPE = {
     "quantize": Option(str, "int8 weights of both subgraphs: this CPU's (see weights_for) or "
                             "named", ("preset", "u8-symmetric", "s8")),
-    "per_channel": Option(bool, "int8 scales per output channel instead of per tensor"),
+    "per_channel": Option(bool, "int8 scales per output channel instead of per tensor",
+                          requires="quantize"),
     "share_embedding": Option(bool, "read the input embedding from the LM head's int8 table "
-                                    "(default true; needs symmetric per-tensor weights)"),
+                                    "(default true; needs symmetric per-tensor weights)",
+                              requires="quantize"),
     "external_data": Option(bool, "weights in a file beside the graph, memory-mapped (default "
                                   "true)"),
 }
@@ -231,14 +233,6 @@ def share_embedding(path: Path, tied: bool = True) -> str:
     tensors[head].name = SHARED_TABLE
     onnx.save(model, str(path))
     return how
-
-
-def recipe_problem(recipe: dict) -> str:
-    knobs = [key for key in ("per_channel", "share_embedding") if key in recipe]
-    if knobs and not recipe.get("quantize"):
-        return (f"{', '.join(knobs)} shape the int8 weights, which this recipe does not build (it "
-                "would be built in fp32): add quantize = \"preset\" or drop them")
-    return ""
 
 
 def build(source: Path, out: Path, recipe: dict, preset: str) -> dict:
