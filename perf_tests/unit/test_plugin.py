@@ -72,17 +72,18 @@ import os, time
 
 def test_sleeps(benchmark, gate):
     gate.store
-    benchmark.pedantic(time.sleep, args=(float(os.environ["NAP_S"]),), rounds=3)
+    benchmark.pedantic(time.sleep, args=(float(os.environ["NAP_S"]),), rounds=5)
 """
 
 
 def test_the_gate_summary_is_printed_when_benchmark_compare_fail_raises(run, pytester):
     """pytest-benchmark raises from its terminal summary when --benchmark-compare-fail trips
-    (the README's recipe); the gate's summary must still close the output. Twenty times slower
-    is far past the 10 % the recipe allows here, whatever the machine's mood."""
+    (the README's recipe); the gate's summary must still close the output. The check compares
+    the best of 5 rounds: no sleep against sleeps of 250 ms, which only five stalls of over
+    225 ms in a row on the fast run could hide, whatever the machine's mood."""
     pytester.makepyfile(test_dummy=BENCHMARKED)
-    run(NAP_S="0.001").assert_outcomes(passed=1)
-    result = run("--benchmark-compare", "--benchmark-compare-fail=min:10%", NAP_S="0.02")
+    run(NAP_S="0").assert_outcomes(passed=1)
+    result = run("--benchmark-compare", "--benchmark-compare-fail=min:10%", NAP_S="0.25")
     out = result.stdout.str() + result.stderr.str()
     assert "PerformanceRegression" in out or "Performance has regressed" in out, out
     assert result.ret != pytest.ExitCode.OK
